@@ -1,0 +1,46 @@
+"""Gatehouse: the security settings portal (SSO, authorized domains, SCIM)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    from app.config import load_config
+    app.config.update(load_config(app.instance_path))
+    if config:
+        app.config.update(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from app import extensions
+    extensions.db.init_app(app)
+    extensions.migrate.init_app(app, extensions.db, directory=str(app.root_path + "/../migrations"),
+                                render_as_batch=True, compare_type=True)
+    extensions.csrf.init_app(app)
+    extensions.htmx.init_app(app)
+    extensions.limiter.init_app(app)
+    extensions.rq.init_app(app)
+
+    from app import database, errors, web
+    database.init_app(app)
+    errors.init_app(app)
+    web.init_app(app)
+
+    from app.auth import sessions
+    sessions.init_app(app)
+
+    from app.auth.routes import bp as auth_bp
+    from app.main.routes import bp as main_bp
+    from app.settings.routes import bp as settings_bp
+    from app.members.routes import bp as members_bp
+    from app.audit.routes import bp as audit_bp
+    for blueprint in (auth_bp, main_bp, settings_bp, members_bp, audit_bp):
+        app.register_blueprint(blueprint)
+    from app import areas
+    areas.register(app)
+
+    from app.cli import register_cli
+    register_cli(app)
+    return app

@@ -1,0 +1,62 @@
+"""The audit log: one function writes it, every area calls it."""
+from __future__ import annotations
+
+from flask import has_request_context, request
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AuditEvent, User
+
+
+def record(workspace_id: int, action: str, *, actor: User | None = None, actor_label: str | None = None,
+           target: object | None = None, target_type: str | None = None, target_label: str | None = None,
+           **details) -> AuditEvent:
+    """Add an audit event to the session (the caller commits with its change).
+
+    `action` is `<kind>.<verb>`, e.g. `member.invited`; the kind is what the
+    audit page filters on.
+    """
+    if target is not None:
+        target_type = target_type or type(target).__name__.lower()
+        target_label = target_label or getattr(target, "email", None) or getattr(target, "name", None)
+    event = AuditEvent(
+        workspace_id=workspace_id,
+        action=action,
+        actor_id=actor.id if actor is not None else None,
+        actor_label=actor_label or (actor.email if actor is not None else "system"),
+        target_type=target_type,
+        target_id=str(target.id) if target is not None and getattr(target, "id", None) is not None else None,
+        target_label=(target_label or "")[:254] or None,
+        details={k: v for k, v in details.items() if v is not None},
+        ip_address=request.remote_addr if has_request_context() else None,
+    )
+    db.session.add(event)
+    return event
+
+
+PAGE_SIZE = 50
+
+
+def list_events(workspace_id: int, *, kind: str | None = None, page: int = 1):
+    query = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
+    if kind:
+        query = query.where(AuditEvent.action.like(f"{kind}.%"))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    events = db.session.scalars(
+        query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    ).all()
+    return events, total
+
+
+def kinds(workspace_id: int) -> list[str]:
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.workspace_id == workspace_id).distinct())
+    return sorted({a.partition(".")[0] for a in actions})
+
+
+def pseudonymise_user(workspace_id: int, user_id: int, label: str) -> None:
+    """Keep a purged user's audit trail, without their identity."""
+    from sqlalchemy import update
+    db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.actor_id == user_id)
+                       .values(actor_label=label, actor_id=None))
+    db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.target_type == "user",
+                                                AuditEvent.target_id == str(user_id)).values(target_label=label))

@@ -1,0 +1,94 @@
+"""Signed-in sessions: fresh on every sign-in, bound to the user's session
+version, and ended by idle and absolute timeouts (and, for SSO, by the
+assertion's SessionNotOnOrAfter).
+
+Flask's cookie session has no server-side id, so "a fresh session" is
+session.clear() plus a new per-sign-in nonce; the session version rides in
+Flask-Login's user id, so bumping it ends every session and remember-cookie.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from flask import Flask, current_app, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from app.extensions import db, login_manager
+from app.models import User, utcnow
+from app.security import new_secret
+
+
+def start_session(user: User, *, method: str, remember: bool = False, not_after: dt.datetime | None = None) -> None:
+    next_url = session.get("next")
+    session.clear()  # no state survives from before sign-in (session fixation)
+    login_user(user, remember=remember, fresh=True)
+    now = int(time.time())
+    session["auth_at"] = now
+    session["seen_at"] = now
+    session["nonce"] = new_secret(16)
+    session["method"] = method
+    if not_after is not None:
+        session["not_after"] = int(not_after.timestamp())
+    if next_url:
+        session["next"] = next_url
+    user.last_login_at = utcnow()
+
+
+def end_session() -> None:
+    logout_user()
+    session.clear()
+
+
+def _session_expired() -> bool:
+    now = int(time.time())
+    cfg = current_app.config
+    auth_at, seen_at = session.get("auth_at", 0), session.get("seen_at", 0)
+    if now - auth_at > cfg["SESSION_ABSOLUTE_TIMEOUT"] or now - seen_at > cfg["SESSION_IDLE_TIMEOUT"]:
+        return True
+    not_after = session.get("not_after")
+    return not_after is not None and now >= not_after
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    raw_id, _, version = user_id.partition(":")
+    if not raw_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(raw_id))
+    if user is None or user.session_version != int(version) or not user.is_active:
+        return None  # ended sessions (deactivated, signed out everywhere) come back anonymous
+    return user
+
+
+@login_manager.unauthorized_handler
+def unauthorized():
+    from app.htmx import wants_fragment
+    if getattr(request, "htmx", None):
+        # Never swap the login page into a fragment: tell htmx to navigate.
+        response = current_app.response_class(status=401)
+        response.headers["HX-Redirect"] = url_for("auth.login")
+        return response
+    del wants_fragment
+    if request.method == "GET":
+        session["next"] = request.full_path if request.query_string else request.path
+    return redirect(url_for("auth.login"))
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # we run our own (version + timeouts); "strong" breaks behind NAT changes
+
+    @app.before_request
+    def enforce_session_limits():
+        if request.endpoint == "static" or not current_user.is_authenticated:
+            return
+        if session.get("_remember") != "set" and "auth_at" not in session:
+            # Restored from a remember-cookie: start the clocks now.
+            session["auth_at"] = session["seen_at"] = int(time.time())
+        if _session_expired():
+            end_session()
+            return
+        now = int(time.time())
+        if now - session.get("seen_at", 0) > 60:  # avoid rewriting the cookie on every request
+            session["seen_at"] = now

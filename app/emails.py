@@ -1,0 +1,20 @@
+"""Email address syntax, one rule for forms, CLI and SCIM."""
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+
+class InvalidEmail(ValueError):
+    pass
+
+
+def normalize_address(address: str) -> str:
+    """The address as users typed it, checked for syntax (no DNS look-up, so
+    sign-in never waits on DNS; special-use names like .test are allowed for
+    demos and tests, since deliverability is proven by the emails we send)."""
+    try:
+        return validate_email((address or "").strip(), check_deliverability=False,
+                              globally_deliverable=False,
+                              test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from None

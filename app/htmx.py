@@ -1,0 +1,17 @@
+"""HTMX helpers: one URL serves the page and its fragment (STYLE.md)."""
+from __future__ import annotations
+
+from flask import make_response, render_template, request
+
+
+def wants_fragment() -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.history_restore_request
+
+
+def render(page: str, fragment: str, status: int = 200, **context):
+    """Render the fragment for HTMX requests and the full page otherwise; the page
+    template includes the fragment, so no markup is written twice."""
+    response = make_response(render_template(fragment if wants_fragment() else page, **context), status)
+    response.vary.add("HX-Request")
+    return response

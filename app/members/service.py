@@ -1,0 +1,126 @@
+"""Member management: invitations, roles, deactivation. Views call these; these never commit."""
+from __future__ import annotations
+
+from flask import current_app, url_for
+from sqlalchemy import func, or_, select
+
+from app import mail
+from app.audit.service import record
+from app.auth import tokens
+from app.extensions import db
+from app.members.admin_rule import ensure_admin_remains
+from app.models import Role, TokenPurpose, User, UserSource, UserStatus, Workspace, utcnow
+
+
+class MemberError(ValueError):
+    pass
+
+
+def find_member(workspace_id: int, email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.workspace_id == workspace_id,
+                                                User.email_normalized == User.normalize_email(email)))
+
+
+def invite(workspace: Workspace, email: str, role: str, *, actor: User, name: str = "") -> User:
+    if find_member(workspace.id, email) is not None:
+        raise MemberError(f"{email} is already a member of this workspace.")
+    user = User(workspace_id=workspace.id, name=name.strip(), role=Role(role).value, status=UserStatus.invited.value,
+                source=UserSource.invite.value)
+    user.set_email(email)
+    db.session.add(user)
+    db.session.flush()
+    _send_invitation(workspace, user, actor)
+    record(workspace.id, "member.invited", actor=actor, target=user, role=user.role)
+    return user
+
+
+def resend_invitation(workspace: Workspace, user: User, *, actor: User) -> None:
+    if user.status != UserStatus.invited.value:
+        raise MemberError(f"{user.email} has already accepted the invitation.")
+    _send_invitation(workspace, user, actor)
+    record(workspace.id, "member.invitation_resent", actor=actor, target=user)
+
+
+def revoke_invitation(workspace: Workspace, user: User, *, actor: User) -> None:
+    if user.status != UserStatus.invited.value:
+        raise MemberError(f"{user.email} has already accepted the invitation; deactivate them instead.")
+    record(workspace.id, "member.invitation_revoked", actor=actor, target=user)
+    db.session.delete(user)
+
+
+def _send_invitation(workspace: Workspace, user: User, actor: User) -> None:
+    secret = tokens.issue(user, TokenPurpose.invitation)
+    link = current_app.config["BASE_URL"] + url_for("auth.accept_invitation", token=secret)
+    mail.send(user.email, f"{actor.display_name} invited you to {workspace.name} on Gatehouse", "invitation",
+              workspace_id=workspace.id, workspace=workspace, inviter=actor, link=link)
+
+
+def change_role(user: User, role: str, *, actor: User | None, actor_label: str | None = None) -> None:
+    role = Role(role).value
+    if role == user.role:
+        return
+    if user.is_admin and role != Role.admin.value:
+        ensure_admin_remains(user.workspace_id, losing=user)
+    old, user.role = user.role, role
+    record(user.workspace_id, "member.role_changed", actor=actor, actor_label=actor_label, target=user,
+           old=old, new=role)
+
+
+def deactivate(user: User, *, actor: User | None, by_idp: bool = False, actor_label: str | None = None) -> None:
+    """Deactivate: sign-in refused, every session ends at once, data kept.
+
+    A deactivation by the IdP wins over the admin rule (the IdP is the source
+    of truth for who works here); it is audited and the admins are told.
+    """
+    if user.status == UserStatus.deactivated.value:
+        return
+    if user.is_admin and not by_idp:
+        ensure_admin_remains(user.workspace_id, losing=user)
+    user.status = UserStatus.deactivated.value
+    user.deactivated_at = utcnow()
+    user.end_all_sessions()
+    record(user.workspace_id, "member.deactivated", actor=actor, actor_label=actor_label, target=user,
+           by_idp=by_idp or None)
+    if by_idp and user.is_admin:
+        from app.members.admin_rule import admins_who_can_sign_in
+        if not admins_who_can_sign_in(user.workspace_id, excluding={user.id}):
+            record(user.workspace_id, "member.last_admin_deactivated_by_idp", actor_label=actor_label or "identity provider",
+                   target=user)
+        notify_admins(user.workspace_id, f"{user.email} was deactivated by your identity provider", "admin_deactivated",
+                      excluding={user.id}, user=user)
+
+
+def reactivate(user: User, *, actor: User | None, actor_label: str | None = None) -> None:
+    if user.status != UserStatus.deactivated.value:
+        return
+    user.status = UserStatus.active.value
+    user.deactivated_at = None
+    record(user.workspace_id, "member.reactivated", actor=actor, actor_label=actor_label, target=user)
+
+
+def notify_admins(workspace_id: int, subject: str, template: str, *, excluding: set[int] = frozenset(), **context) -> None:
+    admins = db.session.scalars(select(User).where(User.workspace_id == workspace_id, User.role == Role.admin.value,
+                                                   User.status == UserStatus.active.value)).all()
+    workspace = db.session.get(Workspace, workspace_id)
+    for admin in admins:
+        if admin.id not in excluding:
+            mail.send(admin.email, subject, template, workspace_id=workspace_id, workspace=workspace, admin=admin,
+                      **context)
+
+
+PAGE_SIZE = 25
+
+
+def search_members(workspace_id: int, *, q: str = "", status: str = "", role: str = "", page: int = 1):
+    query = select(User).where(User.workspace_id == workspace_id)
+    if q:
+        like = "%" + q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(User.email_normalized.like(like, escape="\\"), func.lower(User.name).like(like, escape="\\")))
+    if status in {s.value for s in UserStatus}:
+        query = query.where(User.status == status)
+    if role in {r.value for r in Role}:
+        query = query.where(User.role == role)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    members = db.session.scalars(query.order_by(User.email_normalized, User.id).limit(PAGE_SIZE)
+                                 .offset((page - 1) * PAGE_SIZE)).all()
+    return members, total

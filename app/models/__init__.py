@@ -1,0 +1,16 @@
+"""All models, imported here so Alembic and the app see one metadata.
+
+Each area owns its own module; add new ones to this list.
+"""
+from app.models.audit import AuditEvent
+from app.models.base import Base, utcnow
+from app.models.email_token import EmailToken, TokenPurpose
+from app.models.outbound_email import OutboundEmail
+from app.models.recording import Recording
+from app.models.user import User, UserSource, UserStatus
+from app.models.workspace import Plan, Role, Workspace
+
+__all__ = [
+    "AuditEvent", "Base", "EmailToken", "OutboundEmail", "Plan", "Recording", "Role", "TokenPurpose",
+    "User", "UserSource", "UserStatus", "Workspace", "utcnow",
+]

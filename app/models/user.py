@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, Index, String, func
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, utcnow
+from app.models.workspace import Role, Workspace
+
+
+class UserStatus(str, enum.Enum):
+    active = "active"
+    invited = "invited"
+    deactivated = "deactivated"
+
+
+class UserSource(str, enum.Enum):
+    password = "password"
+    invite = "invite"
+    scim = "scim"
+    sso_jit = "sso_jit"
+
+    @property
+    def label(self) -> str:
+        return {"password": "Password", "invite": "Invited", "scim": "SCIM", "sso_jit": "SSO (JIT)"}[self.value]
+
+
+class User(UserMixin, Base):
+    __tablename__ = "user"
+    __table_args__ = (
+        # Email is unique within a workspace, case-insensitively.
+        Index("uq_user_workspace_email", "workspace_id", "email_normalized", unique=True),
+        Index("ix_user_email_normalized", "email_normalized"),
+        Index("ix_user_workspace_external_id", "workspace_id", "external_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254))
+    email_normalized: Mapped[str] = mapped_column(String(254))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    given_name: Mapped[str | None] = mapped_column(String(100))
+    family_name: Mapped[str | None] = mapped_column(String(100))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=Role.creator_lite.value)
+    status: Mapped[str] = mapped_column(String(20), default=UserStatus.active.value)
+    source: Mapped[str] = mapped_column(String(20), default=UserSource.password.value)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    # Bumped to end every session of the user at once (deactivation, password change).
+    session_version: Mapped[int] = mapped_column(default=1)
+    last_login_at: Mapped[dt.datetime | None]
+    deactivated_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    workspace: Mapped[Workspace] = relationship(lazy="joined")
+
+    @staticmethod
+    def normalize_email(email: str) -> str:
+        return email.strip().lower()
+
+    def set_email(self, email: str) -> None:
+        self.email = email.strip()
+        self.email_normalized = self.normalize_email(email)
+
+    @property
+    def email_domain(self) -> str:
+        return self.email_normalized.rpartition("@")[2]
+
+    @property
+    def display_name(self) -> str:
+        if self.status == UserStatus.deactivated.value:
+            return "Deactivated user"
+        return self.name or self.email
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin.value
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: deactivated and invited users cannot sign in
+        return self.status == UserStatus.active.value
+
+    @property
+    def role_label(self) -> str:
+        return Role(self.role).label
+
+    @property
+    def source_label(self) -> str:
+        return UserSource(self.source).label
+
+    def get_id(self) -> str:
+        # The session version rides in the id, so a bump ends remember-cookies too.
+        return f"{self.id}:{self.session_version}"
+
+    def end_all_sessions(self) -> None:
+        self.session_version = (self.session_version or 1) + 1
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email_normalized}>"
+
+
+def email_equals(column, email: str):
+    return column == User.normalize_email(email)
+
+
+__all__ = ["User", "UserStatus", "UserSource", "email_equals", "func"]

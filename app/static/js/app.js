@@ -1,0 +1,49 @@
+// Gatehouse's only script besides htmx. No inline scripts anywhere, so the
+// Content-Security-Policy can stay `script-src 'self'`.
+(function () {
+  "use strict";
+
+  // Copy buttons: <button data-copy="text to copy">Copy</button>
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy]");
+    if (!button) return;
+    event.preventDefault();
+    var text = button.getAttribute("data-copy");
+    var done = function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
+    } else {
+      fallbackCopy(text);
+      done();
+    }
+  });
+
+  function fallbackCopy(text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.style.position = "absolute";
+    area.style.left = "-9999px";
+    document.body.appendChild(area);
+    area.select();
+    try { document.execCommand("copy"); } catch (e) { /* the text stays visible to copy by hand */ }
+    document.body.removeChild(area);
+  }
+
+  // Confirm before destructive actions: <form data-confirm="Remove example.com?">
+  document.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-confirm]");
+    if (form && !window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+  }, true);
+
+  // A session that ended answers htmx with 401 + HX-Redirect; htmx follows it.
+  // Anything else that fails without a body gets a visible message.
+  document.addEventListener("htmx:sendError", function () {
+    var flash = document.getElementById("flash");
+    if (flash) flash.innerHTML = '<div class="flash flash-error" role="alert">Gatehouse is unreachable. Check your connection; we will keep trying.</div>';
+  });
+})();

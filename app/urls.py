@@ -1,0 +1,20 @@
+"""Redirect targets are only ever our own paths (no open redirects)."""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+
+def safe_next(target: str | None) -> str | None:
+    """Return `target` as a local path if it points at our own origin, else None."""
+    if not target or len(target) > 2000 or "\\" in target or any(ord(c) < 32 for c in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        base = urlsplit(current_app.config["BASE_URL"])
+        if (parts.scheme, parts.netloc) != (base.scheme, base.netloc):
+            return None
+    if not parts.path.startswith("/") or parts.path.startswith("//"):
+        return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
