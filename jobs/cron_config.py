@@ -1,0 +1,11 @@
+"""Periodic jobs, run by `rq cron jobs/cron_config.py` (see Makefile `cron`).
+
+Each area adds its own line. Interval jobs fire once at start, then every
+`interval` seconds; each job reads what is due from the database, so a lost
+tick delays work and loses nothing.
+"""
+from rq import cron
+
+from jobs.housekeeping import housekeeping
+
+cron.register(housekeeping, queue_name="default", interval=600)
