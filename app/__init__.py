@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from flask import Flask
 
@@ -12,12 +13,13 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update(load_config(app.instance_path))
     if config:
         app.config.update(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging()
 
     from app import extensions
     extensions.db.init_app(app)
-    extensions.migrate.init_app(app, extensions.db, directory=str(app.root_path + "/../migrations"),
-                                render_as_batch=True, compare_type=True)
+    from app.models.base import render_migration_item
+    extensions.migrate.init_app(app, extensions.db, directory=str(Path(app.root_path).parent / "migrations"),
+                                render_as_batch=True, compare_type=True, render_item=render_migration_item)
     extensions.csrf.init_app(app)
     extensions.htmx.init_app(app)
     extensions.limiter.init_app(app)
@@ -44,3 +46,15 @@ def create_app(config: dict | None = None) -> Flask:
     from app.cli import register_cli
     register_cli(app)
     return app
+
+
+def _configure_logging() -> None:
+    """Our own messages at INFO on stderr; libraries stay at WARNING (CLI stdout stays clean)."""
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("app", "jobs"):
+        logging.getLogger(name).setLevel(logging.INFO)

@@ -17,4 +17,6 @@ def register(app: Flask) -> None:
             if exc.name == name:
                 continue  # area not built yet
             raise
-        module.register(app)
+        register_area = getattr(module, "register", None)
+        if register_area is not None:
+            register_area(app)

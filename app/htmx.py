@@ -9,9 +9,9 @@ def wants_fragment() -> bool:
     return bool(htmx) and not htmx.history_restore_request
 
 
-def render(page: str, fragment: str, status: int = 200, **context):
+def render(page_template: str, fragment_template: str, /, status: int = 200, **context):
     """Render the fragment for HTMX requests and the full page otherwise; the page
     template includes the fragment, so no markup is written twice."""
-    response = make_response(render_template(fragment if wants_fragment() else page, **context), status)
+    response = make_response(render_template(fragment_template if wants_fragment() else page_template, **context), status)
     response.vary.add("HX-Request")
     return response

@@ -45,3 +45,11 @@ class UTCDateTime(TypeDecorator):
 
 class Base(DeclarativeBase):
     registry = registry(metadata=MetaData(naming_convention=NAMING), type_annotation_map={dt.datetime: UTCDateTime()})
+
+
+def render_migration_item(type_, obj, autogen_context):
+    """Alembic hook: write UTCDateTime as a plain timezone-aware DateTime, so
+    migrations never import app code."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
