@@ -5,6 +5,7 @@ import logging
 from typing import Callable
 
 from flask import Flask, make_response, render_template, request
+from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -53,7 +54,8 @@ def init_app(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        message = error.description if getattr(error, "_gatehouse_message", False) else None
+        own_words = getattr(error, "_gatehouse_message", False) or isinstance(error, RateLimitExceeded)
+        message = error.description if own_words else None
         response = render_error(error.code, message)
         if error.code == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

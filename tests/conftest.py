@@ -31,7 +31,7 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "db_backend" in metafunc.fixturenames:
+    if "app" in metafunc.fixturenames or "db_backend" in metafunc.fixturenames:
         backends = ["sqlite"]
         if metafunc.definition.get_closest_marker("postgres") and not metafunc.config.getoption("--no-postgres"):
             backends.append("postgresql")
@@ -79,7 +79,7 @@ def postgres_schema(postgres_server, redis_url, tmp_path_factory):
 
 @pytest.fixture
 def db_backend(request):
-    return request.param
+    return getattr(request, "param", "sqlite")
 
 
 def _test_config(database_url: str, redis_url: str, instance: Path, **extra) -> dict:
@@ -106,8 +106,8 @@ def app_config(request) -> dict:
 
 
 @pytest.fixture
-def app(request, tmp_path, redis_url, app_config) -> Flask:
-    backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
+def app(request, tmp_path, redis_url, app_config, db_backend) -> Flask:
+    backend = db_backend
     if backend == "postgresql":
         url = request.getfixturevalue("postgres_schema")
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-from flask import Flask, current_app, redirect, request, session, url_for
+from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from app.extensions import db, login_manager
@@ -78,6 +78,13 @@ def unauthorized():
 def init_app(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = None  # we run our own (version + timeouts); "strong" breaks behind NAT changes
+
+    @app.teardown_request
+    def forget_loaded_user(_exc=None):
+        # Flask-Login caches the user on `g`, which lives as long as the app
+        # context; a context shared across requests (tests, CLI) must not
+        # carry one request's user into the next.
+        g.pop("_login_user", None)
 
     @app.before_request
     def enforce_session_limits():

@@ -1,0 +1,46 @@
+import pytest
+
+from tests.conftest import PASSWORD
+
+
+def _fail(client, email, ip="10.0.0.1"):
+    return client.post("/login/password", data={"email": email, "password": "wrong-password"},
+                       environ_base={"REMOTE_ADDR": ip})
+
+
+def test_failed_sign_ins_are_limited_per_account(app, client, admin):
+    limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
+    for _ in range(limit):
+        assert _fail(client, admin.email).status_code == 422
+    blocked = _fail(client, admin.email, ip="10.0.0.2")  # another address, same account
+    assert blocked.status_code == 429
+    assert "Too many failed sign-in attempts" in blocked.get_data(as_text=True)
+    # Even the right password waits: the limit is checked before the password.
+    right = client.post("/login/password", data={"email": admin.email, "password": PASSWORD},
+                        environ_base={"REMOTE_ADDR": "10.0.0.3"})
+    assert right.status_code == 429
+    # Another account is unaffected.
+    assert _fail(client, "someone-else@acme.test", ip="10.0.0.4").status_code == 422
+
+
+@pytest.mark.parametrize("app_config", [{"LOGIN_MAX_FAILURES_PER_IP": 3, "LOGIN_MAX_FAILURES_PER_ACCOUNT": 100}],
+                         indirect=True)
+def test_failed_sign_ins_are_limited_per_address(client, admin):
+    for n in range(3):
+        assert _fail(client, f"user{n}@acme.test").status_code == 422
+    assert _fail(client, "user9@acme.test").status_code == 429
+    assert _fail(client, "user9@acme.test", ip="10.9.9.9").status_code == 422
+
+
+def test_successful_sign_ins_do_not_count(app, client, admin):
+    for _ in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] + 2):
+        response = client.post("/login/password", data={"email": admin.email, "password": PASSWORD})
+        assert response.status_code == 303
+        client.post("/logout")
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1"}], indirect=True)
+def test_redis_down_does_not_break_sign_in(client, admin):
+    assert _fail(client, admin.email).status_code == 422
+    ok = client.post("/login/password", data={"email": admin.email, "password": PASSWORD})
+    assert ok.status_code == 303

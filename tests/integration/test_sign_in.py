@@ -1,0 +1,174 @@
+"""Email-first sign-in, sessions and their limits."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import session
+
+from app.extensions import db
+from app.models import AuditEvent, User
+from tests.conftest import PASSWORD, sign_in
+
+pytestmark = pytest.mark.postgres
+
+
+def test_email_step_then_password_step(client, admin, db_backend):
+    page = client.get("/login")
+    assert page.status_code == 200 and "Work email" in page.get_data(as_text=True)
+    step = client.post("/login", data={"email": "ADMIN@acme.test"})
+    assert step.status_code == 200
+    assert "Enter your password" in step.get_data(as_text=True)
+    done = client.post("/login/password", data={"email": "ADMIN@acme.test", "password": PASSWORD})
+    assert done.status_code == 303 and done.headers["Location"] == "/library"
+    assert client.get("/library").status_code == 200
+    events = db.session.scalars(db.select(AuditEvent.action)).all()
+    assert "auth.signed_in" in events
+    assert db.session.get(User, admin.id).last_login_at is not None
+
+
+def test_wrong_password_and_unknown_email_look_the_same(client, admin):
+    wrong = client.post("/login/password", data={"email": admin.email, "password": "not-the-password"})
+    unknown = client.post("/login/password", data={"email": "nobody@acme.test", "password": "not-the-password"})
+    assert wrong.status_code == unknown.status_code == 422
+    for response in (wrong, unknown):
+        assert "That email and password don&#39;t match." in response.get_data(as_text=True)
+    assert client.get("/library").status_code == 302
+
+
+@pytest.mark.parametrize("email", ["", "not-an-email", "a@", "x" * 250 + "@acme.test", "<script>@acme.test"])
+def test_bad_email_is_a_422_with_a_reason(client, email):
+    response = client.post("/login", data={"email": email})
+    assert response.status_code == 422
+    assert 'class="error"' in response.get_data(as_text=True)
+
+
+def test_overlong_password_is_refused_cleanly(client, admin):
+    response = client.post("/login/password", data={"email": admin.email, "password": "p" * 5000})
+    assert response.status_code == 422
+
+
+def test_deactivated_user_cannot_sign_in(client, workspace, make_user):
+    user = make_user(workspace, "gone@acme.test", status="deactivated")
+    response = client.post("/login/password", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 422
+    assert "deactivated" in response.get_data(as_text=True)
+    assert client.get("/library").status_code == 302
+
+
+def test_invited_user_cannot_sign_in_with_a_password(client, workspace, make_user):
+    make_user(workspace, "new@acme.test", status="invited")
+    assert client.post("/login/password", data={"email": "new@acme.test", "password": PASSWORD}).status_code == 422
+
+
+def test_session_is_fresh_after_sign_in(client, admin):
+    with client.session_transaction() as s:
+        s["planted"] = "by an attacker"
+    sign_in(client, admin.email)
+    with client.session_transaction() as s:
+        assert "planted" not in s
+        assert s["nonce"] and s["method"] == "password"
+
+
+def test_remember_me_is_off_by_default(client, admin):
+    response = sign_in(client, admin.email)
+    assert "remember_token" not in response.headers.get("Set-Cookie", "")
+    cookie = client.get_cookie("gatehouse_session")
+    assert cookie.expires is None  # a browser-session cookie
+    assert "HttpOnly" in response.headers["Set-Cookie"] and "SameSite=Lax" in response.headers["Set-Cookie"]
+
+
+def test_remember_me_sets_a_cookie_that_dies_with_the_session_version(client, admin):
+    client.post("/login", data={"email": admin.email})
+    response = client.post("/login/password", data={"email": admin.email, "password": PASSWORD, "remember": "y"})
+    assert "remember_token" in " ".join(response.headers.getlist("Set-Cookie"))
+    db.session.get(User, admin.id).end_all_sessions()
+    db.session.commit()
+    client.delete_cookie("gatehouse_session")
+    assert client.get("/library").status_code == 302
+
+
+def test_bumping_the_session_version_ends_the_session(client, admin):
+    sign_in(client, admin.email)
+    assert client.get("/library").status_code == 200
+    db.session.get(User, admin.id).end_all_sessions()
+    db.session.commit()
+    response = client.get("/library")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login")
+
+
+def test_idle_and_absolute_timeouts(app, client, admin):
+    sign_in(client, admin.email)
+    with client.session_transaction() as s:
+        s["seen_at"] = int(time.time()) - app.config["SESSION_IDLE_TIMEOUT"] - 5
+    assert client.get("/library").status_code == 302
+    sign_in(client, admin.email)
+    with client.session_transaction() as s:
+        s["auth_at"] = int(time.time()) - app.config["SESSION_ABSOLUTE_TIMEOUT"] - 5
+    assert client.get("/library").status_code == 302
+    sign_in(client, admin.email)
+    with client.session_transaction() as s:
+        s["not_after"] = int(time.time()) - 1  # the IdP's SessionNotOnOrAfter has passed
+    assert client.get("/library").status_code == 302
+
+
+def test_htmx_request_after_the_session_ended_gets_401_and_hx_redirect(client, admin):
+    response = client.get("/settings/members", headers={"HX-Request": "true"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login"
+    assert response.get_data() == b""
+
+
+def test_next_is_kept_and_only_local(client, admin):
+    assert client.get("/settings/audit?kind=auth").status_code == 302
+    response = sign_in(client, admin.email)
+    assert response.headers["Location"] == "/settings/audit?kind=auth"
+    client.post("/logout")
+    client.get("/login?next=https://evil.example/steal")
+    response = sign_in(client, admin.email)
+    assert response.headers["Location"] == "/library"
+
+
+def test_same_email_in_two_workspaces_asks_which(client, make_workspace, make_user):
+    first = make_workspace("First", admin_email="pat@first.test")
+    second = make_workspace("Second", admin_email="root@second.test")
+    make_user(second, "pat@first.test", role="creator")
+    client.post("/login", data={"email": "pat@first.test"})
+    response = client.post("/login/password", data={"email": "pat@first.test", "password": PASSWORD})
+    assert response.status_code == 303 and response.headers["Location"] == "/login/workspace"
+    page = client.get("/login/workspace").get_data(as_text=True)
+    assert "First" in page and "Second" in page
+    assert client.post("/login/workspace", data={"workspace": 999999}).status_code == 422
+    done = client.post("/login/workspace", data={"workspace": second.id})
+    assert done.status_code == 303
+    with client.session_transaction() as s:
+        user = db.session.get(User, int(s["_user_id"].partition(":")[0]))
+    assert user.workspace_id == second.id and first.id != second.id
+
+
+def test_logout_needs_a_post_and_get_confirms(client, admin):
+    sign_in(client, admin.email)
+    page = client.get("/logout")
+    assert page.status_code == 200 and "Sign out?" in page.get_data(as_text=True)
+    assert client.get("/library").status_code == 200  # GET did not sign out
+    response = client.post("/logout")
+    assert response.status_code == 303
+    assert client.get("/library").status_code == 302
+
+
+def test_root_redirects(client, admin):
+    assert client.get("/").headers["Location"] == "/login"
+    sign_in(client, admin.email)
+    assert client.get("/").headers["Location"] == "/library"
+    assert client.get("/login").headers["Location"] == "/library"
+
+
+def test_library_lists_only_my_recordings(client, workspace, admin, make_user):
+    from app.models import Recording
+    other = make_user(workspace, "other@acme.test")
+    db.session.add_all([Recording(workspace_id=workspace.id, owner_id=admin.id, title="Mine", duration_seconds=75),
+                        Recording(workspace_id=workspace.id, owner_id=other.id, title="Theirs")])
+    db.session.commit()
+    sign_in(client, admin.email)
+    page = client.get("/library").get_data(as_text=True)
+    assert "Mine" in page and "1:15" in page and "Theirs" not in page
