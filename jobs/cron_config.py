@@ -9,3 +9,7 @@ from rq import cron
 from jobs.housekeeping import housekeeping
 
 cron.register(housekeeping, queue_name="default", interval=600)
+
+from jobs.domains import sweep_domains  # noqa: E402  (authorized domains: DNS checks due, email links expired)
+
+cron.register(sweep_domains, queue_name="default", interval=60)

@@ -1,0 +1,267 @@
+"""Authorized domains in Settings → Security, and the emailed verification link.
+
+One URL serves each page and its fragment: /settings/domains is the list
+(the Security page includes it), /settings/domains/<id> is one row, which
+polls itself while it is pending and answers 204 when nothing changed."""
+from __future__ import annotations
+
+import functools
+import hashlib
+
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.exc import IntegrityError
+
+from app.auth.decorators import admin_required
+from app.domains import service
+from app.domains.forms import ActionForm, AddDomainForm, MethodForm
+from app.errors import abort_with
+from app.extensions import db, limiter
+from app.htmx import render, wants_fragment
+from app.models import Domain, Workspace
+from app.scoping import get_scoped_or_404
+from jobs.domains import enqueue_check
+
+bp = Blueprint("domains", __name__)
+SECTION_URL = "settings.security"
+
+
+def enterprise_admin_required(view):
+    @functools.wraps(view)
+    @admin_required
+    def wrapped(*args, **kwargs):
+        if not current_user.workspace.is_enterprise:
+            abort_with(403, "Authorized domains need the Enterprise plan. Upgrade to Enterprise to verify domains.")
+        return view(*args, **kwargs)
+    return wrapped
+
+
+# --- view models ------------------------------------------------------------------------------
+
+def row_context(domain: Domain) -> dict:
+    return {"domain": domain, "email_problem": service.email_problem(domain),
+            "email_sent_at": service.email_sent_at(domain) if domain.method == "email" else None,
+            "version": row_version(domain)}
+
+
+def row_version(domain: Domain) -> str:
+    """Changes whenever the row would look different: a poll with this value gets 204."""
+    parts = (domain.status, domain.method, domain.email_inbox, domain.last_checked_at, domain.check_requested_at,
+             domain.record_missing_since, domain.failure_held_at, domain.email_token_expires_at,
+             service.email_problem(domain), domain.last_detail)
+    return domain.status + "." + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+
+def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:
+    domains = service.list_domains(workspace.id)
+    return {"domains": domains, "rows": [row_context(d) for d in domains], "form": form or AddDomainForm(),
+            "outside": service.members_outside_authorized_domains(workspace.id),
+            "action_form": ActionForm(), "inboxes": service.INBOXES}
+
+
+def _domain(domain_id: int) -> Domain:
+    return get_scoped_or_404(Domain, current_user.workspace_id, domain_id)
+
+
+def _back_to_list():
+    return redirect(url_for(SECTION_URL) + "#domains", 303)
+
+
+def _row_response(domain: Domain, *, notice: str | None = None, error: str | None = None, status: int = 200):
+    response = make_response(render_template("domains/_row.html", notice=notice, error=error, ctx={},
+                                             **row_context(domain)), status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def _act(domain_id: int, action, success: str):
+    """A row button: run the service, commit, answer with the row (HTMX) or redirect."""
+    if not ActionForm().validate_on_submit():
+        abort_with(400, "This form has expired. Reload the page and try again.")
+    domain = _domain(domain_id)
+    try:
+        after_commit = action(domain)
+        db.session.commit()
+    except service.DomainError as exc:
+        db.session.rollback()
+        domain = _domain(domain_id)
+        if wants_fragment():
+            return _row_response(domain, error=str(exc), status=422)
+        flash(str(exc), "error")
+        return _back_to_list()
+    if after_commit:
+        after_commit()
+    message = success.format(domain=domain.display_name)
+    if wants_fragment():
+        return _row_response(domain, notice=message)
+    flash(message, "success")
+    return _back_to_list()
+
+
+# --- the list and its rows --------------------------------------------------------------------
+
+@bp.get("/settings/domains")
+@enterprise_admin_required
+def index():
+    ctx = section_context(current_user.workspace)
+    return render("domains/index.html", "domains/_list.html", ctx=ctx, workspace=current_user.workspace)
+
+
+@bp.post("/settings/domains")
+@enterprise_admin_required
+def add():
+    workspace = current_user.workspace
+    form = AddDomainForm()
+    if form.validate_on_submit():
+        try:
+            domain = service.add_domain(workspace, form.name.data, form.method.data, actor=current_user,
+                                        inbox=form.inbox.data)
+            db.session.commit()
+        except service.DomainError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        except IntegrityError:
+            db.session.rollback()
+            form.name.errors.append("Another workspace verified this domain at the same moment.")
+        else:
+            if domain.method == "dns":
+                enqueue_check(domain.id)  # shows at once what DNS says today
+            message = (f"{domain.display_name} added. Publish the TXT record below; we check automatically."
+                       if domain.method == "dns" else
+                       f"{domain.display_name} added. We are emailing a link to {domain.inbox_address}.")
+            if not wants_fragment():
+                flash(message, "success")
+                return _back_to_list()
+            ctx = section_context(workspace)
+            return render("domains/index.html", "domains/_section.html", ctx=ctx, workspace=workspace,
+                          added_notice=message)
+    ctx = section_context(workspace, form)
+    return render("domains/index.html", "domains/_section.html", status=422, ctx=ctx, workspace=workspace)
+
+
+@bp.get("/settings/domains/<int:domain_id>")
+@enterprise_admin_required
+def row(domain_id: int):
+    domain = _domain(domain_id)
+    if not wants_fragment():
+        return redirect(url_for(SECTION_URL) + f"#domain-{domain.id}", 303)
+    shown = request.args.get("shown", "")
+    current = row_version(domain)
+    if shown == current:
+        return "", 204  # nothing changed: the row (and any open form in it) stays as it is
+    response = _row_response(domain)
+    if shown and shown.partition(".")[0] != domain.status:
+        response.headers["HX-Trigger"] = "domains-changed"  # the members panel refreshes
+    return response
+
+
+@bp.get("/settings/domains/outside-members")
+@enterprise_admin_required
+def outside_members():
+    if not wants_fragment():
+        return redirect(url_for(SECTION_URL) + "#outside-members", 303)
+    return render("domains/index.html", "domains/_outside.html",
+                  ctx={"outside": service.members_outside_authorized_domains(current_user.workspace_id)})
+
+
+@bp.post("/settings/domains/<int:domain_id>/check")
+@enterprise_admin_required
+@limiter.limit("20 per minute", key_func=lambda: f"domain-check:{current_user.id}",
+               error_message="Too many checks. Wait a minute; we also check automatically.")
+def check(domain_id: int):
+    def action(domain):
+        service.request_check(domain)
+        return lambda: enqueue_check(domain.id)
+    return _act(domain_id, action, "Checking DNS for {domain} now…")
+
+
+@bp.post("/settings/domains/<int:domain_id>/resend")
+@enterprise_admin_required
+def resend(domain_id: int):
+    return _act(domain_id, lambda d: service.resend_email(d, actor=current_user), "Verification email sent again.")
+
+
+@bp.post("/settings/domains/<int:domain_id>/restart")
+@enterprise_admin_required
+def restart(domain_id: int):
+    def action(domain):
+        service.restart(domain, actor=current_user)
+        return (lambda: enqueue_check(domain.id)) if domain.method == "dns" else None
+    return _act(domain_id, action, "Verification of {domain} restarted for 7 days.")
+
+
+@bp.post("/settings/domains/<int:domain_id>/method")
+@enterprise_admin_required
+def switch_method(domain_id: int):
+    form = MethodForm()
+    if not form.validate_on_submit():
+        if form.csrf_token.errors:
+            abort_with(400, "This form has expired. Reload the page and try again.")
+        domain = _domain(domain_id)
+        message = "Choose how to verify: by DNS TXT record or by email."
+        if wants_fragment():
+            return _row_response(domain, error=message, status=422)
+        flash(message, "error")
+        return _back_to_list()
+
+    def action(domain):
+        service.switch_method(domain, form.method.data, actor=current_user, inbox=form.inbox.data)
+        return (lambda: enqueue_check(domain.id)) if domain.method == "dns" else None
+    return _act(domain_id, action, "{domain} will now be verified the new way.")
+
+
+@bp.route("/settings/domains/<int:domain_id>/remove", methods=["GET", "POST"])
+@enterprise_admin_required
+def remove(domain_id: int):
+    """A confirm page (with or without JavaScript) that says what removal does to SSO."""
+    domain = _domain(domain_id)
+    form = ActionForm()
+    if request.method == "GET":
+        return render_template("domains/remove.html", domain=domain, form=form,
+                               members_on_it=service.members_covered_only_by(domain))
+    if not form.validate_on_submit():
+        abort_with(400, "This form has expired. Reload the page and try again.")
+    name = domain.display_name
+    try:
+        service.remove_domain(domain, actor=current_user)
+        db.session.commit()
+    except service.DomainError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return _back_to_list()
+    flash(f"{name} removed. SSO enforcement no longer applies to it.", "success")
+    return _back_to_list()
+
+
+# --- the emailed link (no sign-in: the person at the inbox may have no account) -------------
+
+@bp.route("/domains/verify/<token>", methods=["GET", "POST"])
+@limiter.limit("30 per minute", error_message="Too many attempts. Wait a minute and try again.")
+def verify_link(token: str):
+    form = ActionForm()
+    try:
+        domain = service.domain_for_link(token)
+    except service.LinkError as exc:
+        return _link_problem(exc)
+    workspace = db.session.get(Workspace, domain.workspace_id)
+    if request.method == "GET":
+        # Only a POST verifies, so mail scanners that prefetch links verify nothing.
+        return render_template("domains/verify.html", domain=domain, workspace=workspace, form=form)
+    if not form.validate_on_submit():
+        abort_with(400, "This form has expired. Reload the page and try again.")
+    try:
+        domain = service.verify_by_link(token)
+        db.session.commit()
+    except service.LinkError as exc:
+        db.session.rollback()
+        return _link_problem(exc)
+    except IntegrityError:
+        db.session.rollback()
+        return _link_problem(service.LinkError("Another workspace verified this domain at the same moment.", 409))
+    return render_template("domains/verified.html", domain=domain, workspace=workspace)
+
+
+def _link_problem(exc: service.LinkError):
+    response = make_response(render_template("domains/link_problem.html", message=str(exc)), exc.status)
+    return response
+

@@ -1,0 +1,309 @@
+"""Authorized domains: the rules. Views, the CLI, jobs and the SSO area call
+these; these never commit and never read `request`.
+
+Public API used by the SSO area: `add_domain`, `verified_domain_covering`,
+`workspace_id_for_email_domain`, `members_outside_authorized_domains`."""
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+from collections.abc import Iterable
+
+from flask import current_app, url_for
+from sqlalchemy import func, select
+
+from app import mail
+from app.audit.service import record
+from app.domains import verification
+from app.domains.names import (InvalidDomain, email_domain, normalize_domain, parents_and_self, refuse_public,
+                               to_unicode)
+from app.extensions import db
+from app.members.admin_rule import LastAdminError, ensure_admin_remains
+from app.models import Domain, DomainMethod, DomainStatus, OutboundEmail, User, UserStatus, Workspace, utcnow
+from app.security import hash_secret, new_secret
+
+INBOXES = ("admin", "administrator", "hostmaster", "postmaster", "webmaster")
+LINK_LIFETIME = dt.timedelta(days=7)
+RESEND_INTERVAL = dt.timedelta(seconds=60)
+MAX_EMAILS_PER_DAY = 5
+
+
+class DomainError(ValueError):
+    """A rule refused the change; the message is written for the admin."""
+
+
+class LinkError(ValueError):
+    """An emailed verification link that cannot be used; `status` is the HTTP status to show."""
+
+    def __init__(self, message: str, status: int = 400, domain: Domain | None = None):
+        super().__init__(message)
+        self.status, self.domain = status, domain
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+def list_domains(workspace_id: int) -> list[Domain]:
+    return list(db.session.scalars(select(Domain).where(Domain.workspace_id == workspace_id)
+                                   .order_by(Domain.name, Domain.id)))
+
+
+def verified_domain_covering(workspace_id: int, email_or_domain: str) -> Domain | None:
+    """The workspace's verified domain equal to, or a parent of, the email's domain."""
+    name = email_domain(email_or_domain)
+    if not name:
+        return None
+    candidates = parents_and_self(name)
+    found = db.session.scalars(select(Domain).where(Domain.workspace_id == workspace_id, Domain.name.in_(candidates),
+                                                    Domain.status == DomainStatus.verified.value)).all()
+    return max(found, key=lambda d: len(d.name), default=None)
+
+
+def workspace_id_for_email_domain(email: str) -> int | None:
+    """The workspace that verified the domain covering this email (at most one does)."""
+    name = email_domain(email)
+    if not name:
+        return None
+    found = db.session.execute(select(Domain.workspace_id, Domain.name).where(
+        Domain.name.in_(parents_and_self(name)), Domain.status == DomainStatus.verified.value)).all()
+    return max(found, key=lambda row: len(row.name))[0] if found else None
+
+
+def members_outside_authorized_domains(workspace_id: int, *, extra_domains: Iterable[str] = ()) -> list[User]:
+    """Active and invited members whose email domain no verified domain (nor one of
+    `extra_domains`) covers: they are blocked once SSO is enforced."""
+    covered = set(db.session.scalars(select(Domain.name).where(Domain.workspace_id == workspace_id,
+                                                               Domain.status == DomainStatus.verified.value)))
+    covered.update(filter(None, (email_domain(d) for d in extra_domains)))
+    members = db.session.scalars(select(User).where(
+        User.workspace_id == workspace_id,
+        User.status.in_((UserStatus.active.value, UserStatus.invited.value))).order_by(User.email_normalized)).all()
+    return [u for u in members if not _is_covered(email_domain(u.email_normalized) or "", covered)]
+
+
+def members_covered_only_by(domain: Domain) -> list[User]:
+    """Members whom only this domain covers: outside the authorized domains once it is removed."""
+    if not domain.is_verified:
+        return []
+    others = set(db.session.scalars(select(Domain.name).where(
+        Domain.workspace_id == domain.workspace_id, Domain.status == DomainStatus.verified.value,
+        Domain.id != domain.id)))
+    members = db.session.scalars(select(User).where(
+        User.workspace_id == domain.workspace_id,
+        User.status.in_((UserStatus.active.value, UserStatus.invited.value))).order_by(User.email_normalized)).all()
+    return [u for u in members if _is_covered(email_domain(u.email_normalized) or "", {domain.name})
+            and not _is_covered(email_domain(u.email_normalized) or "", others)]
+
+
+def _is_covered(name: str, covered: set[str]) -> bool:
+    return any(name == d or name.endswith("." + d) for d in covered)
+
+
+def email_problem(domain: Domain) -> str | None:
+    """Why the latest verification email has not gone out yet, if it has not."""
+    if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
+        return None
+    latest = db.session.scalar(select(OutboundEmail).where(OutboundEmail.topic == _topic(domain))
+                               .order_by(OutboundEmail.id.desc()).limit(1))
+    if latest is None or latest.status == "sent" or not latest.last_error:
+        return None
+    if latest.status == "failed":
+        return f"email not sent: {latest.last_error}. Send it again, or use the DNS method."
+    return f"email not sent yet: {latest.last_error} (we will retry)"
+
+
+def email_sent_at(domain: Domain) -> dt.datetime | None:
+    return db.session.scalar(select(func.max(OutboundEmail.sent_at)).where(OutboundEmail.topic == _topic(domain)))
+
+
+def _topic(domain: Domain) -> str:
+    return f"domain:{domain.id}"
+
+
+# --- changing ---------------------------------------------------------------------------------
+
+def add_domain(workspace: Workspace, name: str, method: str = "dns", *, actor: User | None = None,
+               inbox: str | None = None, verified: bool = False) -> Domain:
+    """Add a domain to the workspace, pending verification by `method`.
+
+    `verified=True` is the operator's override (CLI): verified at once, audited.
+    """
+    if not workspace.is_enterprise:
+        raise DomainError("Authorized domains need the Enterprise plan.")
+    method = _method(method)
+    try:
+        name = normalize_domain(name)
+        refuse_public(name)
+    except InvalidDomain as exc:
+        raise DomainError(str(exc)) from None
+    existing = db.session.scalar(select(Domain).where(Domain.workspace_id == workspace.id, Domain.name == name))
+    if existing is not None:
+        raise DomainError(f"{to_unicode(name)} is already in this workspace's list.")
+    covering = verified_domain_covering(workspace.id, name)
+    if covering is not None:
+        raise DomainError(f"{to_unicode(name)} is already covered by {covering.display_name}, which this workspace "
+                          "has verified: subdomains of a verified domain are included.")
+    other = verification.conflicting_domain(name, workspace.id)
+    if other is not None:
+        what = "this domain" if other.name == name else "a parent domain or subdomain of it"
+        raise DomainError(f"{to_unicode(name)} cannot be added: another workspace has already verified {what}. "
+                          "If your organization owns it, contact support.")
+    if method == DomainMethod.email.value and not verified:
+        inbox = _inbox(inbox)
+    now = utcnow()
+    domain = Domain(workspace_id=workspace.id, name=name, method=method, txt_value=secrets.token_hex(16),
+                    email_inbox=inbox if method == DomainMethod.email.value else None,
+                    created_by_id=actor.id if actor is not None else None)
+    verification.start_round(domain, now)
+    db.session.add(domain)
+    db.session.flush()
+    record(workspace.id, "domain.added", actor=actor, actor_label=None if actor else "operator (CLI)",
+           target=domain, method=method)
+    if verified:
+        record(workspace.id, "domain.operator_override", actor_label="operator (CLI)", target=domain)
+        verification.mark_verified(domain, how="operator", actor_label="operator (CLI)", now=now)
+    elif method == DomainMethod.email.value:
+        _send_verification_email(domain, workspace, actor)
+    return domain
+
+
+def switch_method(domain: Domain, method: str, *, actor: User, inbox: str | None = None) -> None:
+    """Change how the domain is proved; starts a fresh 7-day round."""
+    if domain.is_verified:
+        raise DomainError(f"{domain.display_name} is already verified; remove it first to verify it another way.")
+    method = _method(method)
+    if method == DomainMethod.email.value:
+        inbox = _inbox(inbox)
+    if method == domain.method and (method == DomainMethod.dns.value or inbox == domain.email_inbox):
+        raise DomainError(f"{domain.display_name} is already verified by {domain.method_label.lower()}"
+                          f"{' to ' + domain.inbox_address if domain.inbox_address else ''}.")
+    old = domain.method
+    domain.method = method
+    domain.email_inbox = inbox if method == DomainMethod.email.value else None
+    domain.email_token_hash = domain.email_token_expires_at = domain.email_token_used_at = None
+    verification.start_round(domain, utcnow())
+    record(domain.workspace_id, "domain.method_changed", actor=actor, target=domain, old=old, new=method,
+           inbox=domain.inbox_address)
+    if method == DomainMethod.email.value:
+        _send_verification_email(domain, _workspace(domain), actor)
+
+
+def restart(domain: Domain, *, actor: User) -> None:
+    """Expired or failed: start a new 7-day round with the same method (and record value)."""
+    if domain.status not in (DomainStatus.expired.value, DomainStatus.failed.value):
+        raise DomainError(f"{domain.display_name} is {domain.status_label.lower()}; only expired or failed "
+                          "domains can be restarted.")
+    other = verification.conflicting_domain(domain.name, domain.workspace_id)
+    if other is not None:
+        raise DomainError(f"Another workspace has verified {domain.display_name} (or a parent or subdomain of it) "
+                          "since; it cannot be verified here.")
+    verification.start_round(domain, utcnow())
+    record(domain.workspace_id, "domain.restarted", actor=actor, target=domain, method=domain.method)
+    if domain.method == DomainMethod.email.value:
+        _send_verification_email(domain, _workspace(domain), actor)
+
+
+def resend_email(domain: Domain, *, actor: User) -> None:
+    if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
+        raise DomainError(f"{domain.display_name} is not waiting for an email verification.")
+    now = utcnow()
+    recent = db.session.scalars(select(OutboundEmail.created_at).where(
+        OutboundEmail.topic == _topic(domain), OutboundEmail.created_at > now - dt.timedelta(days=1))).all()
+    if recent and max(recent) > now - RESEND_INTERVAL:
+        raise DomainError("An email was sent less than a minute ago. Wait a minute, and check the spam folder.")
+    if len(recent) >= MAX_EMAILS_PER_DAY:
+        raise DomainError(f"{MAX_EMAILS_PER_DAY} emails were sent for {domain.display_name} today; try again "
+                          "tomorrow, or verify by DNS instead.")
+    _send_verification_email(domain, _workspace(domain), actor)
+
+
+def request_check(domain: Domain) -> None:
+    """Mark a check as asked for; the caller enqueues it after the commit."""
+    if domain.method != DomainMethod.dns.value:
+        raise DomainError(f"{domain.display_name} is verified by email: follow the emailed link instead.")
+    domain.check_requested_at = utcnow()
+
+
+def remove_domain(domain: Domain, *, actor: User) -> None:
+    """Remove the domain. SSO enforcement stops applying to it, so members on it
+    may be blocked; refused if no admin could sign in afterwards."""
+    workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
+    record(workspace_id, "domain.removed", actor=actor, target=domain, status=status)
+    db.session.delete(domain)
+    db.session.flush()  # the sign-in policy reads verified domains from the database
+    try:
+        ensure_admin_remains(workspace_id)
+    except LastAdminError:
+        raise DomainError(f"{name} cannot be removed: with SSO enforced, no admin could sign in afterwards. "
+                          "Give an admin a way to sign in that does not depend on this domain first.") from None
+
+
+# --- the emailed link -------------------------------------------------------------------------
+
+def _send_verification_email(domain: Domain, workspace: Workspace, actor: User | None) -> None:
+    secret = new_secret()
+    domain.email_token_hash = hash_secret(secret)
+    domain.email_token_expires_at = utcnow() + LINK_LIFETIME
+    domain.email_token_used_at = None
+    link = current_app.config["BASE_URL"] + url_for("domains.verify_link", token=secret)
+    mail.send(domain.inbox_address, f"Verify {domain.display_name} for {workspace.name} on Gatehouse",
+              "domain_verification", workspace_id=workspace.id, topic=_topic(domain), domain=domain,
+              workspace=workspace, requester=actor, link=link, expires_at=domain.email_token_expires_at)
+    record(workspace.id, "domain.email_sent", actor=actor, actor_label=None if actor else "operator (CLI)",
+           target=domain, to=domain.inbox_address)
+
+
+def domain_for_link(token: str) -> Domain:
+    """The domain an emailed link verifies, or LinkError saying why it cannot."""
+    if not token or len(token) > 128:
+        raise LinkError(_LINK_UNKNOWN, 404)
+    token_hash = hash_secret(token)
+    domain = db.session.scalar(select(Domain).where(Domain.email_token_hash == token_hash))
+    if domain is None or not hmac.compare_digest(domain.email_token_hash or "", token_hash):
+        raise LinkError(_LINK_UNKNOWN, 404)
+    if domain.email_token_used_at is not None:
+        if domain.is_verified:
+            raise LinkError(f"This link has already been used: {domain.display_name} is verified for "
+                            f"{_workspace(domain).name}.", 410, domain)
+        raise LinkError("This link has already been used.", 410, domain)
+    if domain.email_token_expires_at is None or domain.email_token_expires_at <= utcnow():
+        raise LinkError(f"This link expired on {domain.email_token_expires_at:%Y-%m-%d}. Ask an admin of "
+                        f"{_workspace(domain).name} to send a new one from Settings → Security.", 410, domain)
+    if domain.status != DomainStatus.pending.value or domain.method != DomainMethod.email.value:
+        raise LinkError(f"{domain.display_name} is no longer waiting for this email verification.", 410, domain)
+    return domain
+
+
+_LINK_UNKNOWN = ("This verification link is not valid. It may have been mistyped, or replaced by a newer email "
+                 "(only the latest link works).")
+
+
+def verify_by_link(token: str) -> Domain:
+    domain = domain_for_link(token)
+    now = utcnow()
+    domain.email_token_used_at = now
+    if not verification.mark_verified(domain, how="email", actor_label=f"{domain.inbox_address} (emailed link)",
+                                      now=now):
+        raise LinkError(f"{domain.display_name} cannot be verified for {_workspace(domain).name}: another workspace "
+                        "has already verified it (or a parent or subdomain of it).", 409, domain)
+    return domain
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _method(method: str) -> str:
+    try:
+        return DomainMethod(method).value
+    except ValueError:
+        raise DomainError("Choose how to verify: by DNS TXT record or by email.") from None
+
+
+def _inbox(inbox: str | None) -> str:
+    if inbox not in INBOXES:
+        raise DomainError("Choose the inbox to send the verification email to: "
+                          + ", ".join(f"{i}@" for i in INBOXES) + ".")
+    return inbox
+
+
+def _workspace(domain: Domain) -> Workspace:
+    return db.session.get(Workspace, domain.workspace_id)
