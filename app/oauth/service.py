@@ -1,0 +1,343 @@
+"""Rules of the OAuth connection: clients, codes, tokens. Never commits; the
+views (and the CLI) commit once per request.
+
+Tokens are found by the SHA-256 of the presented value (app.security), so the
+database never holds a usable secret.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from flask import current_app, g
+from sqlalchemy import or_, select, update
+
+from app.audit.service import record
+from app.extensions import db
+from app.models import User, UserStatus, Workspace, utcnow
+from app.models.oauth import OAuthAuthorizationCode, OAuthClient, OAuthToken
+from app.security import hash_secret, new_secret
+
+CODE_LIFETIME = dt.timedelta(minutes=10)
+LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # don't write on every SCIM request
+
+
+class OAuthClientError(ValueError):
+    """Operator input for a client was refused; the message says why."""
+
+
+# --- clients (operator CLI) -----------------------------------------------------------------
+
+def validate_redirect_uri(uri: str) -> str:
+    """An absolute https URL without a fragment; plain http only on loopback (for tests)."""
+    uri = (uri or "").strip()
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        raise OAuthClientError(f"redirect URI {uri!r} is not a valid URL") from None
+    if parts.fragment or "#" in uri:
+        raise OAuthClientError(f"redirect URI {uri!r} must not contain a fragment (#...)")
+    if not host or parts.scheme not in ("https", "http"):
+        raise OAuthClientError(f"redirect URI {uri!r} must be an absolute https:// URL")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise OAuthClientError(f"redirect URI {uri!r} must use https (http is allowed only on localhost)")
+    if len(uri) > 2000:
+        raise OAuthClientError("redirect URI is longer than 2000 characters")
+    return uri
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def find_client(client_id: str | None) -> OAuthClient | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+
+
+def client_by_name(name: str) -> OAuthClient | None:
+    return db.session.scalar(select(OAuthClient).where(OAuthClient.name == name))
+
+
+def create_client(name: str, redirect_uris: list[str]) -> tuple[OAuthClient, str]:
+    """A new confidential client; returns it with its secret (shown once, stored hashed)."""
+    name = (name or "").strip()
+    if not name or len(name) > 64:
+        raise OAuthClientError("--name must be 1 to 64 characters")
+    if client_by_name(name) is not None:
+        raise OAuthClientError(f"an OAuth client named {name!r} already exists; its secret was shown only when "
+                               f"it was created (add callback URLs with `oauth-client add-redirect-uri`)")
+    uris = _unique([validate_redirect_uri(u) for u in redirect_uris])
+    if not uris:
+        raise OAuthClientError("give at least one --redirect-uri")
+    secret = new_secret(32)
+    client = OAuthClient(client_id=new_secret(18), client_secret_hash=hash_secret(secret), name=name,
+                         redirect_uris=uris)
+    db.session.add(client)
+    return client, secret
+
+
+def add_redirect_uris(name: str, redirect_uris: list[str]) -> OAuthClient:
+    client = client_by_name(name)
+    if client is None:
+        raise OAuthClientError(f"no OAuth client named {name!r}")
+    client.redirect_uris = _unique(list(client.redirect_uris) + [validate_redirect_uri(u) for u in redirect_uris])
+    return client
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# --- who may approve ------------------------------------------------------------------------
+
+def workspace_can_connect(workspace_id: int) -> bool:
+    workspace = db.session.get(Workspace, workspace_id)
+    return workspace is not None and workspace.is_enterprise
+
+
+def approval_refusal(user: User) -> str | None:
+    """Why this signed-in user cannot connect their workspace, or None if they can."""
+    if user.status != UserStatus.active.value:
+        return "Your account is not active."
+    if not user.workspace.is_enterprise:
+        return (f"{user.workspace.name} is on the {user.workspace.plan_label} plan. Provisioning needs the "
+                f"Enterprise plan, so it cannot be connected to your identity provider.")
+    if not user.is_admin:
+        return (f"Only admins of {user.workspace.name} can connect provisioning. You are a "
+                f"{user.role_label}; ask an admin to click “Authenticate with Gatehouse” in Okta.")
+    return None
+
+
+# --- authorization codes --------------------------------------------------------------------
+
+def save_authorization_code(code: str, *, client: OAuthClient, workspace_id: int, user_id: int | None,
+                            user_label: str, redirect_uri: str, scope: str, code_challenge: str | None,
+                            code_challenge_method: str | None) -> OAuthAuthorizationCode:
+    item = OAuthAuthorizationCode(
+        code_hash=hash_secret(code), client_id=client.id, workspace_id=workspace_id, user_id=user_id,
+        user_label=user_label, redirect_uri=redirect_uri, scope=scope, code_challenge=code_challenge or None,
+        code_challenge_method=(code_challenge_method or "S256") if code_challenge else None,
+        expires_at=utcnow() + CODE_LIFETIME)
+    db.session.add(item)
+    db.session.flush()
+    record(workspace_id, "provisioning.oauth_approved", actor=db.session.get(User, user_id) if user_id else None,
+           actor_label=user_label or None, target_type="oauth_client", target_id=str(client.id),
+           target_label=client.name, scope=scope)
+    return item
+
+
+def find_authorization_code(code: str, client: OAuthClient) -> OAuthAuthorizationCode | None:
+    item = db.session.scalar(select(OAuthAuthorizationCode).where(
+        OAuthAuthorizationCode.code_hash == hash_secret(code), OAuthAuthorizationCode.client_id == client.id))
+    if item is None or item.is_expired:
+        return None
+    return item
+
+
+def mark_code_used(item: OAuthAuthorizationCode) -> None:
+    from authlib.oauth2.rfc6749.errors import InvalidGrantError
+    # Conditional, so two concurrent exchanges of one code cannot both win.
+    claimed = db.session.execute(update(OAuthAuthorizationCode).where(
+        OAuthAuthorizationCode.id == item.id, OAuthAuthorizationCode.used_at.is_(None)).values(used_at=utcnow()))
+    if claimed.rowcount != 1:
+        raise InvalidGrantError("Invalid 'code' in request.")
+
+
+def revoke_code_family(item: OAuthAuthorizationCode, *, reason: str) -> None:
+    _flag_revocation("code", item.id, reason)
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+def _refresh_lifetime() -> dt.timedelta:
+    # Long-lived and sliding: Okta refreshes only when it has provisioning work to do.
+    return dt.timedelta(days=int(current_app.config.get("OAUTH_REFRESH_TOKEN_TTL_DAYS", 365)))
+
+
+def save_token(token: dict, *, client: OAuthClient, workspace_id: int, approved_by_id: int | None,
+               approved_by_label: str, authorization_code_id: int | None,
+               rotated_from: OAuthToken | None) -> OAuthToken:
+    now = utcnow()
+    row = OAuthToken(
+        workspace_id=workspace_id, client_id=client.id, approved_by_id=approved_by_id,
+        approved_by_label=approved_by_label, authorization_code_id=authorization_code_id,
+        rotated_from_id=rotated_from.id if rotated_from else None,
+        access_token_hash=hash_secret(token["access_token"]),
+        refresh_token_hash=hash_secret(token["refresh_token"]) if token.get("refresh_token") else None,
+        token_type=token.get("token_type", "Bearer"), scope=token.get("scope") or "",
+        granted_at=rotated_from.granted_at if rotated_from else now, issued_at=now,
+        expires_in=int(token.get("expires_in") or 3600),
+        refresh_expires_at=now + _refresh_lifetime() if token.get("refresh_token") else None,
+        last_used_at=rotated_from.last_used_at if rotated_from else None)
+    db.session.add(row)
+    if rotated_from is None:
+        record(workspace_id, "provisioning.oauth_connected", actor_label=f"{client.name} (OAuth client)",
+               target_type="workspace", target_id=str(workspace_id), target_label=None,
+               approved_by=approved_by_label, scope=row.scope)
+    return row
+
+
+def find_by_refresh_token(refresh_token: str) -> OAuthToken | None:
+    if not refresh_token or len(refresh_token) > 512:
+        return None
+    return db.session.scalar(select(OAuthToken).where(OAuthToken.refresh_token_hash == hash_secret(refresh_token)))
+
+
+def find_any_token(value: str, hint: str | None) -> OAuthToken | None:
+    if not value or len(value) > 512:
+        return None
+    digest = hash_secret(value)
+    by_access = OAuthToken.access_token_hash == digest
+    by_refresh = OAuthToken.refresh_token_hash == digest
+    # The hint only orders the search (RFC 7009 §2.1): a wrong hint still finds the token.
+    return db.session.scalar(select(OAuthToken).where(or_(by_access, by_refresh)))
+
+
+def was_rotated(token: OAuthToken) -> bool:
+    return token.revoked_reason == "rotated" or db.session.scalar(
+        select(OAuthToken.id).where(OAuthToken.rotated_from_id == token.id)) is not None
+
+
+def revoke_token(token: OAuthToken, *, reason: str) -> None:
+    """Revoke one row; conditional, so two refreshes racing on one token cannot both rotate it."""
+    from authlib.oauth2.rfc6749.errors import InvalidGrantError
+    result = db.session.execute(update(OAuthToken).where(OAuthToken.id == token.id, OAuthToken.revoked_at.is_(None))
+                                .values(revoked_at=utcnow(), revoked_reason=reason))
+    if result.rowcount != 1:
+        raise InvalidGrantError()
+    db.session.expire(token, ["revoked_at", "revoked_reason"])
+
+
+def _family_clause(token: OAuthToken):
+    if token.authorization_code_id is not None:
+        return OAuthToken.authorization_code_id == token.authorization_code_id
+    return OAuthToken.id == token.id
+
+
+def revoke_family(token: OAuthToken, *, reason: str, actor: User | None = None) -> int:
+    """Revoke every live token of one approval (one "connection")."""
+    now = utcnow()
+    count = db.session.execute(update(OAuthToken).where(_family_clause(token), OAuthToken.revoked_at.is_(None))
+                               .values(revoked_at=now, revoked_reason=reason)).rowcount
+    if count:
+        record(token.workspace_id, "provisioning.oauth_revoked", actor=actor,
+               actor_label=None if actor else "system", target_type="workspace",
+               target_id=str(token.workspace_id), reason=reason, approved_by=token.approved_by_label)
+    return count
+
+
+def _flag_revocation(kind: str, row_id: int, reason: str) -> None:
+    """A security revocation (replayed refresh token, reused code) found while the
+    request itself fails: the view rolls the request back, then applies these."""
+    g.setdefault("oauth_revocations", []).append((kind, row_id, reason))
+
+
+def flag_family_revocation(token: OAuthToken, *, reason: str) -> None:
+    _flag_revocation("token", token.id, reason)
+
+
+def apply_flagged_revocations() -> int:
+    revoked = 0
+    for kind, row_id, reason in g.pop("oauth_revocations", []):
+        if kind == "code":
+            first = db.session.scalar(select(OAuthToken).where(OAuthToken.authorization_code_id == row_id)
+                                      .order_by(OAuthToken.id))
+        else:
+            first = db.session.get(OAuthToken, row_id)
+        if first is not None:
+            revoked += revoke_family(first, reason=reason)
+    return revoked
+
+
+# --- using tokens (SCIM) --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VerifiedToken:
+    workspace_id: int
+    label: str
+
+
+def verify_access_token(bearer: str) -> VerifiedToken | None:
+    """The workspace an access token provisions, or None (unknown, expired, revoked, not Enterprise)."""
+    if not bearer or len(bearer) > 512:
+        return None
+    token = db.session.scalar(select(OAuthToken).where(OAuthToken.access_token_hash == hash_secret(bearer)))
+    if token is None or token.is_revoked() or token.is_expired() or not workspace_can_connect(token.workspace_id):
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        db.session.execute(update(OAuthToken).where(OAuthToken.id == token.id).values(last_used_at=now))
+    return VerifiedToken(token.workspace_id, f"OAuth: {token.client.name}"[:100])
+
+
+# --- the provisioning page ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Connection:
+    token_id: int
+    client_name: str
+    approved_by: str
+    connected_at: dt.datetime
+    last_used_at: dt.datetime | None
+    refresh_expires_at: dt.datetime | None
+
+
+def connections(workspace_id: int) -> list[Connection]:
+    """Live OAuth connections: one per approval, shown through its newest token."""
+    now = utcnow()
+    rows = db.session.scalars(select(OAuthToken).where(
+        OAuthToken.workspace_id == workspace_id, OAuthToken.revoked_at.is_(None),
+        or_(OAuthToken.refresh_expires_at.is_(None), OAuthToken.refresh_expires_at > now))
+        .order_by(OAuthToken.granted_at.desc(), OAuthToken.id.desc())).all()
+    seen, result = set(), []
+    for row in rows:
+        family = row.authorization_code_id or -row.id
+        if family in seen:
+            continue
+        if row.refresh_token_hash is None and row.is_expired():
+            continue
+        seen.add(family)
+        result.append(Connection(row.id, row.client.name, row.approved_by_label, row.granted_at, row.last_used_at,
+                                 row.refresh_expires_at))
+    return result
+
+
+def last_revocation(workspace_id: int) -> OAuthToken | None:
+    """The most recent connection that ended, to explain a disconnected state."""
+    return db.session.scalar(select(OAuthToken).where(
+        OAuthToken.workspace_id == workspace_id, OAuthToken.revoked_at.is_not(None),
+        OAuthToken.revoked_reason != "rotated").order_by(OAuthToken.revoked_at.desc()).limit(1))
+
+
+def revoke_connection(workspace_id: int, token_id, *, actor: User) -> bool:
+    from app.scoping import get_scoped
+    token = get_scoped(OAuthToken, workspace_id, token_id)
+    if token is None:
+        return False
+    return revoke_family(token, reason="revoked_by_admin", actor=actor) > 0
+
+
+def forget_approver(workspace_id: int, user_id: int, batch_size: int) -> int:
+    """Purge step: keep the workspace's tokens working, drop who approved them."""
+    ids = db.session.scalars(select(OAuthToken.id).where(
+        OAuthToken.workspace_id == workspace_id, OAuthToken.approved_by_id == user_id).limit(batch_size)).all()
+    codes = db.session.scalars(select(OAuthAuthorizationCode.id).where(
+        OAuthAuthorizationCode.workspace_id == workspace_id, OAuthAuthorizationCode.user_id == user_id)
+        .limit(batch_size)).all()
+    if ids:
+        db.session.execute(update(OAuthToken).where(OAuthToken.id.in_(ids))
+                           .values(approved_by_id=None, approved_by_label="Deleted user"))
+    if codes:
+        db.session.execute(update(OAuthAuthorizationCode).where(OAuthAuthorizationCode.id.in_(codes))
+                           .values(user_id=None, user_label="Deleted user"))
+    return len(ids) + len(codes)
