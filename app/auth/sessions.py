@@ -80,11 +80,12 @@ def init_app(app: Flask) -> None:
     login_manager.session_protection = None  # we run our own (version + timeouts); "strong" breaks behind NAT changes
 
     @app.teardown_request
-    def forget_loaded_user(_exc=None):
-        # Flask-Login caches the user on `g`, which lives as long as the app
-        # context; a context shared across requests (tests, CLI) must not
-        # carry one request's user into the next.
-        g.pop("_login_user", None)
+    def forget_request_globals(_exc=None):
+        # Flask-Login caches the user and Flask-WTF the CSRF token on `g`, which
+        # lives as long as the app context; where one context spans several
+        # requests (the test client inside a test's context) nothing may leak
+        # from one request into the next.
+        g.__dict__.clear()
 
     @app.before_request
     def enforce_session_limits():
