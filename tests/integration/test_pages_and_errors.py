@@ -1,0 +1,99 @@
+"""Security headers on every response, friendly errors, health checks, the audit log."""
+from __future__ import annotations
+
+import pytest
+
+from app.audit.service import record
+from app.extensions import db
+from tests.conftest import sign_in
+
+
+def test_every_response_has_the_security_headers(client, admin):
+    for response in (client.get("/login"), client.get("/nope"), client.get("/healthz"),
+                     client.get("/static/css/app.css")):
+        headers = response.headers
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def test_pages_have_no_inline_scripts_or_styles(client, admin):
+    sign_in(client, admin.email)
+    for path in ("/library", "/settings/security", "/settings/members", "/settings/audit"):
+        html = client.get(path).get_data(as_text=True)
+        assert "<script>" not in html and "style=" not in html and "<style" not in html and " on" + "click" not in html
+        assert '<script src="/static/vendor/htmx-2.0.11.min.js" defer></script>' in html
+
+
+def test_friendly_error_pages(client):
+    not_found = client.get("/no/such/page")
+    assert not_found.status_code == 404 and "Page not found" in not_found.get_data(as_text=True)
+    not_allowed = client.delete("/login")
+    assert not_allowed.status_code == 405 and "Not allowed" in not_allowed.get_data(as_text=True)
+    assert "GET" in not_allowed.headers["Allow"]
+    too_big = client.post("/login", data={"email": "x" * (3 * 1024 * 1024)})
+    assert too_big.status_code == 413 and "larger than we accept" in too_big.get_data(as_text=True)
+
+
+def test_htmx_errors_are_fragments(client):
+    response = client.get("/no/such/page", headers={"HX-Request": "true"})
+    assert response.status_code == 404
+    body = response.get_data(as_text=True)
+    assert body.startswith('<div class="flash flash-error"') and "<html" not in body
+    assert response.headers["HX-Retarget"] == "#flash"
+
+
+def test_an_unexpected_error_is_a_500_page_not_a_traceback(app, client):
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+    response = client.get("/boom")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "Something went wrong" in body and "secret internals" not in body
+
+
+def test_health_and_readiness(app, client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").get_json() == {"database": "ok", "redis": "ok"}
+
+
+def test_readiness_names_the_failing_part(app, client):
+    import redis
+    app.extensions["redis"] = redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["database"] == "ok" and body["redis"].startswith("error: ")
+
+
+def test_audit_log_is_newest_first_paginated_and_filterable(client, workspace, admin):
+    for n in range(60):
+        record(workspace.id, "member.role_changed", actor=admin, target=admin, n=n)
+    record(workspace.id, "domain.added", actor=admin, target_label="example.com")
+    db.session.commit()
+    sign_in(client, admin.email)
+    first = client.get("/settings/audit").get_data(as_text=True)
+    assert first.index("domain.added") < first.index("member.role_changed")
+    assert "Page 1 of 2" in first
+    second = client.get("/settings/audit?page=2").get_data(as_text=True)
+    assert "Page 2 of 2" in second
+    only = client.get("/settings/audit?kind=domain").get_data(as_text=True)
+    assert "domain.added" in only and "member.role_changed" not in only
+    fragment = client.get("/settings/audit?kind=member", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.startswith('<div id="audit-events">')
+    assert client.get("/settings/audit?page=-5&kind=" + "k" * 500).status_code == 200
+
+
+def test_a_non_enterprise_workspace_sees_the_plan_gate(client, make_workspace):
+    make_workspace("Small", plan="business", admin_email="owner@small.test")
+    sign_in(client, "owner@small.test")
+    page = client.get("/settings/security").get_data(as_text=True)
+    assert "Security features need the Enterprise plan" in page
+    assert "Small is on the <strong>Business</strong> plan" in page
+    for feature in ("Single sign-on (SAML)", "Authorized domains", "Provisioning (SCIM)"):
+        assert feature in page
