@@ -1,0 +1,22 @@
+"""SCIM 2.0 provisioning (RFC 7643/7644) under /scim/v2.
+
+Layers: schema.py / filters.py / patch.py / resources.py speak the protocol;
+users.py / groups.py / tokens.py / requestlog.py hold the rules and storage;
+routes.py is the thin Flask adapter; auth.py says who is calling.
+"""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from app.errors import api_error_renderers
+    from app.members.purge import register_purge_step
+    from app.scim import cli, purge, routes
+
+    app.register_blueprint(routes.bp)
+    api_error_renderers["/scim/v2"] = routes.render_error
+    app.cli.add_command(cli.scim_token_cli)
+    register_purge_step("scim_request_log", purge.request_log_entries)
+    register_purge_step("scim_group_memberships", purge.group_memberships)
+    register_purge_step("scim_detachment", purge.detachment)

@@ -1,0 +1,370 @@
+"""SCIM PATCH (RFC 7644 §3.5.2) applied to a resource document, with the dialects
+real IdPs send: Okta's path-less `{"op": "replace", "value": {"active": false}}`,
+Entra's "Replace"/"Add", booleans as strings ("False"), dotted keys and schema
+URNs in a path-less value, `emails[type eq "work"].value`, `members[value eq "id"]`,
+and Entra's `remove members` with a value list.
+
+The document is the resource as plain JSON with canonical attribute names
+(see resources.py); this module knows the schemas, not the database. The caller
+validates the patched document and writes the difference.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from scim2_models import Path
+from scim2_models.exceptions import SCIMException
+from scim2_models.path import AttrPath, CompareOperator, Comparison, LogicalExpr, LogicalOperator, Not, Present, ValuePath
+
+from app.scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, mutability, no_target
+from app.scim.schema import PATCH_OP, Attr, Schema
+
+MAX_OPERATIONS = 1000
+READ_ONLY = frozenset({"id", "meta", "schemas"})
+EXTERNAL_ID = Attr("externalId", case_exact=True, description="The IdP's identifier.")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    core: Schema
+    extensions: tuple[Schema, ...] = ()
+    ignored_attributes: frozenset[str] = frozenset()   # lowercase core names accepted and dropped
+    ignored_sub_attributes: dict = None                # lowercase attr -> lowercase sub names dropped
+    ignored_schemas: frozenset[str] = frozenset()      # lowercase URNs accepted and dropped
+    read_only: frozenset[str] = frozenset()            # lowercase core names the client cannot set
+
+    def extension(self, urn: str) -> Schema | None:
+        return next((s for s in self.extensions if s.id.lower() == urn.lower()), None)
+
+    def core_attr(self, name: str) -> Attr | None:
+        if name.lower() == "externalid":
+            return EXTERNAL_ID
+        return self.core.attr(name)
+
+
+@dataclass(frozen=True)
+class Target:
+    urn: str | None       # extension URN holding the attribute, None for core
+    attr: Attr | None     # None: the whole extension object
+    sub: str | None = None
+    value_filter: Any = None
+
+
+IGNORE = object()
+
+
+def resolve_path(spec: ResourceSpec, text: str):
+    """A PATCH path → Target, IGNORE (an attribute we accept and drop), or a 400 invalidPath."""
+    if not isinstance(text, str) or not text.strip():
+        raise invalid_path("path must be a non-empty string.")
+    try:
+        node = Path(text.strip()).ast
+    except SCIMException as exc:
+        raise invalid_path(f"Invalid path {text[:200]!r}: {exc}") from None
+    value_filter = None
+    if isinstance(node, ValuePath):
+        attr_path, value_filter, sub = node.attr_path, node.val_filter, node.sub_attr
+        if attr_path.sub_attr:
+            raise invalid_path(f"Invalid path {text!r}.")
+    elif isinstance(node, AttrPath):
+        attr_path, sub = node, node.sub_attr
+    else:
+        raise invalid_path(f"{text!r} is a filter, not an attribute path.")
+    return _target(spec, attr_path, sub, value_filter, text)
+
+
+def _target(spec: ResourceSpec, path: AttrPath, sub: str | None, value_filter, text: str):
+    urn = None
+    if path.uri:
+        whole = f"{path.uri}:{path.attr}"
+        if spec.extension(whole) and not sub and value_filter is None:
+            return Target(spec.extension(whole).id, None)
+        if whole.lower() in spec.ignored_schemas or path.uri.lower() in spec.ignored_schemas:
+            return IGNORE
+        if path.uri.lower() == spec.core.id.lower():
+            schema = spec.core
+        elif extension := spec.extension(path.uri):
+            schema, urn = extension, extension.id
+        else:
+            raise invalid_path(f"Unknown schema in path {text!r}.")
+    else:
+        schema = spec.core
+    name = path.attr.lower()
+    if urn is None:
+        if name in spec.ignored_attributes or name == "password":
+            return IGNORE
+        if name in READ_ONLY or name in spec.read_only:
+            raise mutability(f"{path.attr} is read-only.")
+        attr = spec.core_attr(path.attr)
+    else:
+        attr = schema.attr(path.attr)
+    if attr is None:
+        raise invalid_path(f"Unknown attribute in path {text!r}.")
+    if sub is not None:
+        if (spec.ignored_sub_attributes or {}).get(attr.name.lower(), frozenset()) >= {sub.lower()}:
+            return IGNORE
+        sub_attr = attr.child(sub)
+        if sub_attr is None:
+            raise invalid_path(f"Unknown sub-attribute in path {text!r}.")
+        sub = sub_attr.name
+    if value_filter is not None and not attr.multi:
+        raise invalid_path(f"{attr.name} is single-valued; it cannot take a filter in {text!r}.")
+    return Target(urn, attr, sub, value_filter)
+
+
+# --- value coercion -------------------------------------------------------------------------------
+
+def coerce(attr: Attr, value: Any, where: str):
+    """A value for `attr`, from JSON as IdPs send it (Entra's "True"/"False" included)."""
+    if value is None:
+        return None
+    if attr.type == "boolean":
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if not isinstance(value, bool):
+            raise invalid_value(f"{where} must be true or false.")
+        return value
+    if attr.type == "complex":
+        if not isinstance(value, dict):
+            raise invalid_value(f"{where} must be an object.")
+        out = {}
+        for key, sub_value in value.items():
+            sub = attr.child(key) if isinstance(key, str) else None
+            if sub is None:
+                continue  # sub-attributes we do not keep (name.middleName, emails.display...) are dropped
+            out[sub.name] = coerce(sub, sub_value, f"{where}.{sub.name}")
+        return out
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or (attr.type != "string" and isinstance(value, int)):
+        raise invalid_value(f"{where} must be a string.")
+    return str(value)
+
+
+def coerce_attr(attr: Attr, value: Any, where: str):
+    if attr.multi:
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        return [coerce(attr, item, where) for item in items]
+    return coerce(attr, value, where)
+
+
+# --- value filters on the values of a multi-valued attribute ---------------------------------------
+
+def matches(item: dict, node) -> bool:
+    if isinstance(node, LogicalExpr):
+        results = (matches(item, term) for term in node.terms)
+        return all(results) if node.op == LogicalOperator.and_ else any(results)
+    if isinstance(node, Not):
+        return not matches(item, node.expr)
+    if isinstance(node, Present):
+        return _item_value(item, node.attr_path) not in (None, "", [])
+    if isinstance(node, Comparison):
+        return _compare(_item_value(item, node.attr_path), node.op, node.value)
+    raise invalid_path(f"Unsupported expression in a value filter: {node}")
+
+
+def _item_value(item: dict, path: AttrPath):
+    wanted = path.attr.lower()
+    return next((v for k, v in item.items() if k.lower() == wanted), None)
+
+
+def _compare(actual, op: CompareOperator, expected) -> bool:
+    if isinstance(expected, str) and isinstance(actual, bool):
+        expected = {"true": True, "false": False}.get(expected.lower(), expected)
+    if isinstance(actual, bool) or isinstance(expected, bool) or expected is None:
+        equal = actual == expected
+        return equal if op == CompareOperator.eq else (not equal if op == CompareOperator.ne else False)
+    if actual is None:
+        return op == CompareOperator.ne
+    a, b = str(actual).lower(), str(expected).lower()
+    return {CompareOperator.eq: a == b, CompareOperator.ne: a != b, CompareOperator.co: b in a,
+            CompareOperator.sw: a.startswith(b), CompareOperator.ew: a.endswith(b), CompareOperator.gt: a > b,
+            CompareOperator.ge: a >= b, CompareOperator.lt: a < b, CompareOperator.le: a <= b}[op]
+
+
+def _equalities(node) -> dict | None:
+    """`type eq "work"` (and conjunctions of such) → {"type": "work"}: the value to create when none matches."""
+    if isinstance(node, Comparison) and node.op == CompareOperator.eq:
+        return {node.attr_path.attr: node.value}
+    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
+        out = {}
+        for term in node.terms:
+            part = _equalities(term)
+            if part is None:
+                return None
+            out.update(part)
+        return out
+    return None
+
+
+# --- the operations -------------------------------------------------------------------------------
+
+def parse_operations(body: Any) -> list[tuple[str, str | None, Any]]:
+    """The PatchOp envelope → [(op, path, value)] with ops lowercased (Entra sends "Replace")."""
+    if not isinstance(body, dict):
+        raise invalid_syntax("A PATCH body must be a JSON object.")
+    keys = {k.lower(): k for k in body if isinstance(k, str)}
+    schemas = body.get(keys.get("schemas", ""), [PATCH_OP])
+    if not isinstance(schemas, list) or PATCH_OP not in schemas:
+        raise invalid_syntax(f"A PATCH body must list the schema {PATCH_OP}.")
+    operations = body.get(keys.get("operations", ""))
+    if not isinstance(operations, list) or not operations:
+        raise invalid_syntax("A PATCH body needs a non-empty Operations list.")
+    if len(operations) > MAX_OPERATIONS:
+        raise ScimError(400, f"At most {MAX_OPERATIONS} operations per PATCH.", "tooMany")
+    parsed = []
+    for index, operation in enumerate(operations):
+        if not isinstance(operation, dict):
+            raise invalid_syntax(f"Operations[{index}] must be an object.")
+        fields = {k.lower(): v for k, v in operation.items() if isinstance(k, str)}
+        op = fields.get("op")
+        if not isinstance(op, str) or op.lower() not in ("add", "remove", "replace"):
+            raise invalid_syntax(f"Operations[{index}].op must be add, remove or replace.")
+        path = fields.get("path")
+        if path is not None and not isinstance(path, str):
+            raise invalid_path(f"Operations[{index}].path must be a string.")
+        if path is not None and not path.strip():
+            path = None
+        op = op.lower()
+        if op == "remove" and path is None:
+            raise no_target(f"Operations[{index}]: remove needs a path.")
+        if op in ("add", "replace") and "value" not in fields:
+            raise invalid_value(f"Operations[{index}]: {op} needs a value.")
+        parsed.append((op, path, fields.get("value")))
+    return parsed
+
+
+def apply_patch(spec: ResourceSpec, document: dict, operations: list[tuple[str, str | None, Any]]) -> dict:
+    """Apply every operation to a copy of the document; all or nothing."""
+    doc = copy.deepcopy(document)
+    for op, path, value in operations:
+        if path is None:
+            _apply_pathless(spec, doc, op, value)
+        else:
+            target = resolve_path(spec, path)
+            _apply(spec, doc, op, target, value, path)
+    return doc
+
+
+def _apply_pathless(spec: ResourceSpec, doc: dict, op: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise invalid_value(f"A {op} without a path needs an object of attributes as its value.")
+    for key, item in value.items():
+        if not isinstance(key, str) or key.lower() in READ_ONLY:
+            continue  # Okta's group rename sends the group's own id along
+        extension = spec.extension(key)
+        if extension is not None and isinstance(item, dict):
+            for sub_key, sub_value in item.items():
+                _apply(spec, doc, op, resolve_path(spec, f"{extension.id}:{sub_key}"), sub_value, sub_key)
+            continue
+        if key.lower() in spec.ignored_schemas:
+            continue
+        target = resolve_path(spec, key)  # "active", "name.givenName", "urn:…:User:role"
+        _apply(spec, doc, op, target, item, key)
+
+
+def _container(doc: dict, target: Target) -> dict:
+    if target.urn is None:
+        return doc
+    extension = doc.get(target.urn)
+    if not isinstance(extension, dict):
+        extension = doc[target.urn] = {}
+    return extension
+
+
+def _apply(spec: ResourceSpec, doc: dict, op: str, target, value: Any, where: str) -> None:
+    if target is IGNORE:
+        return
+    if target.attr is None:  # the whole extension object
+        if op == "remove":
+            doc.pop(target.urn, None)
+            return
+        if not isinstance(value, dict):
+            raise invalid_value(f"{where} must be an object.")
+        schema = spec.extension(target.urn)
+        for key, sub_value in value.items():
+            attr = schema.attr(key) if isinstance(key, str) else None
+            if attr is None:
+                raise invalid_path(f"Unknown attribute {key!r} in {target.urn}.")
+            _apply(spec, doc, op, Target(target.urn, attr), sub_value, f"{where}:{key}")
+        return
+    container = _container(doc, target)
+    attr = target.attr
+    if attr.mutability == "readOnly":
+        raise mutability(f"{attr.name} is read-only.")
+    if attr.multi:
+        _apply_multi(container, op, target, value, where)
+    elif attr.type == "complex":
+        current = container.get(attr.name) or {}
+        if op == "remove":
+            if target.sub:
+                current.pop(target.sub, None)
+                container[attr.name] = current
+            else:
+                container.pop(attr.name, None)
+        elif target.sub:
+            current[target.sub] = coerce(attr.child(target.sub), value, where)
+            container[attr.name] = current
+        else:
+            # add and replace both merge the given sub-attributes (Okta sends only what changed).
+            if value is None:
+                container.pop(attr.name, None)
+            else:
+                current.update(coerce(attr, value, where))
+                container[attr.name] = current
+    else:
+        if target.sub:
+            raise invalid_path(f"{attr.name} has no sub-attributes.")
+        if op == "remove" or value is None:
+            container.pop(attr.name, None)
+        else:
+            container[attr.name] = coerce(attr, value, where)
+
+
+def _apply_multi(container: dict, op: str, target: Target, value: Any, where: str) -> None:
+    attr = target.attr
+    items: list[dict] = [dict(i) for i in container.get(attr.name) or []]
+    if target.value_filter is None and target.sub is None:
+        if op == "remove":
+            if value is None:
+                items = []
+            else:  # Entra: {"op": "Remove", "path": "members", "value": [{"value": "id"}]}
+                doomed = coerce_attr(attr, value, where)
+                keys = {str(d.get("value")).lower() for d in doomed if isinstance(d, dict)}
+                items = [i for i in items if str(i.get("value")).lower() not in keys]
+        else:
+            new = [i for i in coerce_attr(attr, value, where) if i]
+            if op == "replace":
+                items = new
+            else:
+                known = {str(i.get("value")).lower() for i in items}
+                for item in new:
+                    if str(item.get("value")).lower() not in known:
+                        items.append(item)
+                        known.add(str(item.get("value")).lower())
+        container[attr.name] = items
+        return
+    selected = [i for i in items if target.value_filter is None or matches(i, target.value_filter)]
+    if op == "remove":
+        if target.sub:
+            for item in selected:
+                item.pop(target.sub, None)
+        else:
+            items = [i for i in items if i not in selected]
+        container[attr.name] = items
+        return
+    if not selected:
+        seed = _equalities(target.value_filter) if target.value_filter is not None else {}
+        if seed is None:
+            raise no_target(f"No value of {attr.name} matches {where!r}.")
+        item = coerce(attr, seed, where)
+        items.append(item)
+        selected = [item]
+    for item in selected:
+        if target.sub:
+            item[target.sub] = coerce(attr.child(target.sub), value, where)
+        else:
+            item.update(coerce(attr, value, where))
+    container[attr.name] = items

@@ -1,0 +1,84 @@
+"""The SCIM request log an admin reads: method, path, status, time and a short
+masked body (never a token or a password); kept for a limited time and count."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+from sqlalchemy import delete, func, or_, select
+
+from app.extensions import db
+from app.models import ScimRequestLog, User, utcnow
+from app.scim.filters import like_escape
+
+KEEP_FOR = dt.timedelta(days=30)
+KEEP_PER_WORKSPACE = 5000
+BODY_LIMIT = 500
+SECRET_KEY_RE = re.compile(r"password|secret|token|authorization|credential", re.IGNORECASE)
+MASK = "***"
+
+
+def mask_body(raw: bytes | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return f"<{len(raw)} bytes, not JSON>"
+    text = json.dumps(_mask(data), separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= BODY_LIMIT else text[:BODY_LIMIT - 1] + "…"
+
+
+def _mask(value, depth: int = 0):
+    if depth > 20:
+        return MASK
+    if isinstance(value, dict):
+        secret_op = isinstance(value.get("path"), str) and SECRET_KEY_RE.search(value["path"])
+        return {k: (MASK if (isinstance(k, str) and SECRET_KEY_RE.search(k)) or (secret_op and k == "value")
+                    else _mask(v, depth + 1)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, depth + 1) for v in value]
+    return value
+
+
+def add_entry(workspace_id: int, method: str, path: str, status: int, duration_ms: int, body: bytes | None,
+              user_id: int | None, client: str | None) -> None:
+    db.session.add(ScimRequestLog(workspace_id=workspace_id, method=method[:10], path=path[:500], status=status,
+                                  duration_ms=duration_ms, body=mask_body(body), user_id=user_id,
+                                  client=(client or "")[:100] or None))
+
+
+def recent(workspace_id: int, limit: int = 100) -> list[ScimRequestLog]:
+    return list(db.session.scalars(select(ScimRequestLog).where(ScimRequestLog.workspace_id == workspace_id)
+                                   .order_by(ScimRequestLog.id.desc()).limit(limit)))
+
+
+def prune(now: dt.datetime | None = None, keep: int = KEEP_PER_WORKSPACE) -> int:
+    """Drop entries past KEEP_FOR, and all but the newest `keep` of each workspace."""
+    now = now or utcnow()
+    deleted = db.session.execute(delete(ScimRequestLog).where(ScimRequestLog.created_at < now - KEEP_FOR)).rowcount
+    workspaces = db.session.scalars(select(ScimRequestLog.workspace_id).distinct()).all()
+    for workspace_id in workspaces:
+        cutoff = db.session.scalar(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id)
+                                   .order_by(ScimRequestLog.id.desc()).offset(keep).limit(1))
+        if cutoff is not None:
+            deleted += db.session.execute(delete(ScimRequestLog).where(ScimRequestLog.workspace_id == workspace_id,
+                                                                       ScimRequestLog.id <= cutoff)).rowcount
+    return deleted
+
+
+def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
+    """Purge step: remove a deleted user's entries from the log, a batch at a time."""
+    about_user = ScimRequestLog.user_id == user_id
+    user = db.session.get(User, user_id)
+    if user is not None and user.workspace_id == workspace_id:
+        # Requests that named them before they had an id here (a filter, a create) go too.
+        pattern = "%" + like_escape(user.email_normalized) + "%"
+        about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
+                         func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
+    ids = db.session.scalars(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id, about_user)
+                             .limit(batch_size)).all()
+    if not ids:
+        return 0
+    return db.session.execute(delete(ScimRequestLog).where(ScimRequestLog.id.in_(ids))).rowcount

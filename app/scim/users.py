@@ -1,0 +1,221 @@
+"""SCIM Users, stored as workspace members. Rules live here; the views only parse
+and render. A user the IdP deleted is detached (hidden from SCIM, deactivated,
+data kept) and linked again by a POST with the same userName."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, func, select
+from sqlalchemy.exc import IntegrityError
+
+from app.audit.service import record
+from app.extensions import db
+from app.members import service as members
+from app.members.admin_rule import LastAdminError
+from app.models import Group, GroupMember, ScimDetachedUser, User, UserSource, UserStatus, Workspace
+from app.scim.errors import ScimError, mutability, not_found, uniqueness
+from app.scim.filters import BoolField, DateTimeField, FilterTranslator, IdField, MultiValued, StringField, ConstantField
+from app.scim.patch import apply_patch, parse_operations
+from app.scim.resources import USER_SPEC, UserFields, body_to_document, user_document, user_fields
+from app.scim.schema import CORE_USER, GATEHOUSE_USER
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The workspace a SCIM request acts on, and the label its changes are audited under."""
+    workspace: Workspace
+    label: str
+
+    @property
+    def workspace_id(self) -> int:
+        return self.workspace.id
+
+
+def _not_detached():
+    return ~exists().where(ScimDetachedUser.user_id == User.id)
+
+
+def visible_users(workspace_id: int):
+    return select(User).where(User.workspace_id == workspace_id, _not_detached())
+
+
+def get_user(caller: Caller, user_id) -> User:
+    try:
+        user_id = int(str(user_id))
+    except ValueError:
+        raise not_found() from None
+    user = db.session.scalar(visible_users(caller.workspace_id).where(User.id == user_id))
+    if user is None:
+        raise not_found(f"User {user_id} not found.")
+    return user
+
+
+# --- filtering ------------------------------------------------------------------------------------
+
+_EMAILS = MultiValued({
+    "value": StringField("emails.value", User.email_normalized, lowered=True, nullable=False),
+    "type": ConstantField("emails.type", "work"),
+    "primary": ConstantField("emails.primary", True),
+})
+_GROUPS = MultiValued({"value": IdField("groups.value", GroupMember.group_id)},
+                      wrap=lambda condition: exists().where(GroupMember.user_id == User.id, condition))
+_USER_FIELDS = {
+    ("id", None): IdField("id", User.id),
+    ("username", None): StringField("userName", User.email_normalized, lowered=True, nullable=False),
+    ("externalid", None): StringField("externalId", User.external_id, case_exact=True),
+    ("displayname", None): StringField("displayName", User.name),
+    ("name", "givenname"): StringField("name.givenName", User.given_name),
+    ("name", "familyname"): StringField("name.familyName", User.family_name),
+    ("active", None): BoolField("active", User.status != UserStatus.deactivated.value),
+    ("meta", "created"): DateTimeField("meta.created", User.created_at),
+    ("meta", "lastmodified"): DateTimeField("meta.lastModified", User.updated_at),
+    ("emails", None): _EMAILS,
+    ("groups", None): _GROUPS,
+}
+_ROLE = StringField("role", User.role, nullable=False)
+
+
+def _resolve_user_attr(path):
+    if path.uri:
+        if path.uri.lower() == GATEHOUSE_USER.lower() and path.attr.lower() == "role" and not path.sub_attr:
+            return _ROLE
+        if path.uri.lower() != CORE_USER.lower():
+            return None
+    return _USER_FIELDS.get((path.attr.lower(), path.sub_attr.lower() if path.sub_attr else None))
+
+
+user_filter = FilterTranslator(_resolve_user_attr)
+
+
+def list_users(caller: Caller, *, filter_text: str | None, start_index: int, count: int):
+    query = visible_users(caller.workspace_id)
+    if filter_text:
+        query = query.where(user_filter.translate(filter_text))
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    users = list(db.session.scalars(query.order_by(User.id).offset(start_index - 1).limit(count))) if count else []
+    return total, users
+
+
+def groups_of(user_ids: list[int]) -> dict[int, list[Group]]:
+    out: dict[int, list[Group]] = {i: [] for i in user_ids}
+    if user_ids:
+        rows = db.session.execute(select(GroupMember.user_id, Group).join(Group, Group.id == GroupMember.group_id)
+                                  .where(GroupMember.user_id.in_(user_ids)).order_by(Group.id))
+        for user_id, group in rows:
+            out[user_id].append(group)
+    return out
+
+
+# --- writes ---------------------------------------------------------------------------------------
+
+def _find_by_email(workspace_id: int, email: str) -> User | None:
+    return db.session.scalar(select(User).where(User.workspace_id == workspace_id,
+                                                User.email_normalized == User.normalize_email(email)))
+
+
+def _detachment(user: User) -> ScimDetachedUser | None:
+    return db.session.get(ScimDetachedUser, user.id)
+
+
+def create_user(caller: Caller, body) -> User:
+    fields = user_fields(body_to_document(USER_SPEC, body))
+    existing = _find_by_email(caller.workspace_id, fields.email)
+    if existing is not None:
+        detachment = _detachment(existing)
+        if detachment is None:
+            raise uniqueness(f"A member with userName {fields.email} already exists.")
+        # The IdP deleted this user earlier; its data was kept: link it again.
+        db.session.delete(detachment)
+        existing.source = UserSource.scim.value
+        record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing)
+        if fields.active is None:
+            fields.active = True
+        _write(caller, existing, fields)
+        return existing
+    user = User(workspace_id=caller.workspace_id, role=fields.role or caller.workspace.default_role,
+                status=UserStatus.active.value, source=UserSource.scim.value)
+    user.set_email(fields.email)
+    _write_profile(user, fields)
+    db.session.add(user)
+    _flush_unique(fields.email)
+    record(caller.workspace_id, "scim.user_created", actor_label=caller.label, target=user, role=user.role,
+           external_id=user.external_id)
+    if fields.active is False:
+        members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
+    return user
+
+
+def replace_user(caller: Caller, user: User, body) -> User:
+    doc = body_to_document(USER_SPEC, body)
+    _write(caller, user, user_fields(doc, current_email=user.email))
+    return user
+
+
+def patch_user(caller: Caller, user: User, body) -> User:
+    operations = parse_operations(body)
+    doc = apply_patch(USER_SPEC, user_document(user), operations)
+    fields = user_fields(doc, current_email=user.email)
+    if (doc.get(GATEHOUSE_USER) or {}).get("role") is None:
+        fields.role = caller.workspace.default_role  # removing the role gives the default one
+    _write(caller, user, fields)
+    return user
+
+
+def delete_user(caller: Caller, user: User) -> None:
+    """SCIM DELETE: deactivate and detach; the data stays for an admin to purge or a POST to re-link."""
+    members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
+    db.session.execute(delete(GroupMember).where(GroupMember.user_id == user.id,
+                                                 GroupMember.workspace_id == caller.workspace_id))
+    db.session.add(ScimDetachedUser(user_id=user.id, workspace_id=caller.workspace_id))
+    record(caller.workspace_id, "scim.user_deleted", actor_label=caller.label, target=user)
+
+
+def _write_profile(user: User, fields: UserFields) -> list[str]:
+    changed = []
+    for attr, value in (("external_id", fields.external_id), ("given_name", fields.given_name),
+                        ("family_name", fields.family_name), ("name", fields.display_name or "")):
+        if getattr(user, attr) != value:
+            setattr(user, attr, value)
+            changed.append(attr)
+    return changed
+
+
+def _write(caller: Caller, user: User, fields: UserFields) -> None:
+    changed = []
+    if fields.email.lower() != user.email_normalized:
+        other = _find_by_email(caller.workspace_id, fields.email)
+        if other is not None and other.id != user.id:
+            raise uniqueness(f"Another member already has userName {fields.email}.")
+        old_email = user.email
+        user.set_email(fields.email)
+        changed.append("email")
+        record(caller.workspace_id, "scim.user_email_changed", actor_label=caller.label, target=user,
+               old=old_email, new=user.email)
+    elif fields.email != user.email:
+        user.email = fields.email  # same address, new capitalisation
+    changed += _write_profile(user, fields)
+    if fields.role is not None and fields.role != user.role:
+        try:
+            members.change_role(user, fields.role, actor=None, actor_label=caller.label)
+        except LastAdminError as exc:
+            raise mutability(str(exc)) from None
+    if fields.active is False and user.status != UserStatus.deactivated.value:
+        members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
+    elif fields.active is True and user.status == UserStatus.deactivated.value:
+        members.reactivate(user, actor=None, actor_label=caller.label)
+    profile = [c for c in changed if c != "email"]
+    if profile:
+        record(caller.workspace_id, "scim.user_updated", actor_label=caller.label, target=user, changed=profile)
+    _flush_unique(fields.email)
+
+
+def _flush_unique(email: str) -> None:
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise uniqueness(f"A member with userName {email} already exists.") from None
+
+
+__all__ = ["Caller", "ScimError", "create_user", "delete_user", "get_user", "groups_of", "list_users", "patch_user",
+           "replace_user", "visible_users"]

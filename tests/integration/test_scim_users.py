@@ -1,0 +1,165 @@
+"""SCIM Users over HTTP (Flask test client): create, read, list, replace, patch, delete."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEvent, User
+from tests.integration.scim_helpers import (CORE_USER, ROLE_EXT, SCIM, assert_scim_error, scim,  # noqa: F401
+                                            user_body)
+
+
+def test_create_returns_201_location_etag_and_default_role(scim, workspace):
+    response = scim.post("/Users", user_body("grace@acme.test", given="Grace", family="Hopper"))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert response.mimetype == SCIM
+    body = response.get_json(force=True)
+    assert response.headers["Location"] == f"http://localhost/scim/v2/Users/{body['id']}"
+    assert body["meta"]["location"] == response.headers["Location"]
+    assert response.headers["ETag"] == body["meta"]["version"] and body["meta"]["version"].startswith('W/"')
+    assert body["userName"] == "grace@acme.test" and body["active"] is True
+    assert body["name"]["givenName"] == "Grace" and body["name"]["familyName"] == "Hopper"
+    assert body[ROLE_EXT]["role"] == workspace.default_role == "creator_lite"
+    user = db.session.get(User, int(body["id"]))
+    assert user.source == "scim" and user.role == "creator_lite" and user.workspace_id == workspace.id
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "scim.user_created")).actor_label == "SCIM: Okta"
+
+
+def test_create_with_role_and_unknown_role(scim):
+    response = scim.post("/Users", user_body("boss@acme.test", role="admin"))
+    assert response.status_code == 201 and response.get_json(force=True)[ROLE_EXT]["role"] == "admin"
+    assert_scim_error(scim.post("/Users", user_body("x@acme.test", role="superuser")), 400, "invalidValue")
+
+
+def test_duplicate_username_any_case_is_409(scim):
+    assert scim.post("/Users", user_body("dup@acme.test")).status_code == 201
+    assert_scim_error(scim.post("/Users", user_body("DUP@Acme.TEST")), 409, "uniqueness")
+    # an existing non-SCIM member counts too
+    assert_scim_error(scim.post("/Users", user_body("ADMIN@acme.test")), 409, "uniqueness")
+
+
+def test_get_and_404s(scim, make_workspace):
+    created = scim.post("/Users", user_body("get@acme.test")).get_json(force=True)
+    response = scim.get(f"/Users/{created['id']}")
+    assert response.status_code == 200 and response.get_json(force=True)["userName"] == "get@acme.test"
+    assert_scim_error(scim.get("/Users/999999"), 404)
+    assert_scim_error(scim.get("/Users/not-a-number"), 404)
+    other = make_workspace("Other", "enterprise", "boss@other.test")
+    other_user = db.session.scalar(select(User).where(User.workspace_id == other.id))
+    assert_scim_error(scim.get(f"/Users/{other_user.id}"), 404)
+    assert_scim_error(scim.patch(f"/Users/{other_user.id}", [{"op": "replace", "value": {"active": False}}]), 404)
+    assert_scim_error(scim.delete(f"/Users/{other_user.id}"), 404)
+    assert db.session.get(User, other_user.id).status == "active"
+
+
+def test_password_is_accepted_and_ignored(scim):
+    body = user_body("pw@acme.test") | {"password": "hunter2!"}
+    response = scim.post("/Users", body)
+    assert response.status_code == 201 and "password" not in response.get_json(force=True)
+    user = db.session.scalar(select(User).where(User.email_normalized == "pw@acme.test"))
+    assert user.password_hash is None
+
+
+def test_put_replaces_and_keeps_id(scim):
+    created = scim.post("/Users", user_body("put@acme.test", external_id="ext-1")).get_json(force=True)
+    body = user_body("put.renamed@acme.test", given="Put", family="Renamed", external_id="ext-1", role="creator")
+    response = scim.put(f"/Users/{created['id']}", body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    got = response.get_json(force=True)
+    assert got["id"] == created["id"] and got["userName"] == "put.renamed@acme.test"
+    assert got[ROLE_EXT]["role"] == "creator" and got["name"]["familyName"] == "Renamed"
+    assert db.session.get(User, int(created["id"])).email_normalized == "put.renamed@acme.test"
+
+
+def test_email_change_keeps_the_same_user_and_conflicts_are_409(scim):
+    a = scim.post("/Users", user_body("a@acme.test")).get_json(force=True)
+    scim.post("/Users", user_body("b@acme.test"))
+    response = scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "a.new@acme.test"}])
+    assert response.status_code == 200 and response.get_json(force=True)["id"] == a["id"]
+    assert response.get_json(force=True)["emails"][0]["value"] == "a.new@acme.test"
+    assert_scim_error(scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "B@acme.test"}]),
+                      409, "uniqueness")
+    assert_scim_error(scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "not an email"}]),
+                      400, "invalidValue")
+
+
+def test_deactivate_ends_sessions_and_reactivate(scim, client, make_user, app):
+    from tests.conftest import sign_in
+    member = make_user(db.session.get(User, 1).workspace, "member@acme.test")
+    browser = app.test_client()
+    sign_in(browser, "member@acme.test")
+    assert browser.get("/library").status_code == 200
+    response = scim.patch(f"/Users/{member.id}", [{"op": "replace", "value": {"active": False}}])
+    assert response.status_code == 200 and response.get_json(force=True)["active"] is False
+    db.session.refresh(member)
+    assert member.status == "deactivated" and member.display_name == "Deactivated user"
+    assert browser.get("/library").status_code in (302, 303, 401)
+    events = db.session.scalars(select(AuditEvent.action).where(AuditEvent.target_id == str(member.id))).all()
+    assert "member.deactivated" in events
+    response = scim.patch(f"/Users/{member.id}", [{"op": "replace", "path": "active", "value": True}])
+    assert response.get_json(force=True)["active"] is True
+    db.session.refresh(member)
+    assert member.status == "active"
+
+
+def test_last_admin_demotion_is_refused_with_mutability(scim, admin):
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "path": f"{ROLE_EXT}:role", "value": "creator"}])
+    assert_scim_error(response, 400, "mutability")
+    db.session.refresh(admin)
+    assert admin.role == "admin"
+
+
+def test_idp_deactivation_of_last_admin_wins(scim, admin):
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "value": {"active": False}}])
+    assert response.status_code == 200
+    db.session.refresh(admin)
+    assert admin.status == "deactivated"
+    actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert "member.last_admin_deactivated_by_idp" in actions
+
+
+def test_delete_detaches_and_post_relinks(scim):
+    created = scim.post("/Users", user_body("leaver@acme.test", external_id="okta-1")).get_json(force=True)
+    response = scim.delete(f"/Users/{created['id']}")
+    assert response.status_code == 204 and response.get_data() == b""
+    assert_scim_error(scim.get(f"/Users/{created['id']}"), 404)
+    listed = scim.get('/Users?filter=userName eq "leaver@acme.test"').get_json(force=True)
+    assert listed["totalResults"] == 0
+    user = db.session.get(User, int(created["id"]))
+    assert user is not None and user.status == "deactivated"  # data kept
+    again = scim.post("/Users", user_body("Leaver@acme.test", external_id="okta-2"))
+    assert again.status_code == 201
+    body = again.get_json(force=True)
+    assert body["id"] == created["id"] and body["active"] is True and body["externalId"] == "okta-2"
+    assert scim.get(f"/Users/{created['id']}").status_code == 200
+
+
+def test_attributes_and_excluded_attributes(scim):
+    created = scim.post("/Users", user_body("proj@acme.test")).get_json(force=True)
+    body = scim.get(f"/Users/{created['id']}?attributes=userName,name.givenName").get_json(force=True)
+    assert set(body) == {"schemas", "id", "userName", "name"} and body["name"] == {"givenName": "Ada"}
+    body = scim.get(f"/Users/{created['id']}?excludedAttributes=emails,meta").get_json(force=True)
+    assert "emails" not in body and "meta" not in body and body["userName"] == "proj@acme.test"
+    listed = scim.get("/Users?attributes=userName&count=1").get_json(force=True)
+    assert set(listed["Resources"][0]) == {"schemas", "id", "userName"}
+
+
+def test_if_match_mismatch_is_412(scim):
+    created = scim.post("/Users", user_body("etag@acme.test")).get_json(force=True)
+    response = scim.patch(f"/Users/{created['id']}", [{"op": "replace", "path": "displayName", "value": "X"}],
+                          headers={"If-Match": 'W/"nope"'})
+    assert_scim_error(response, 412)
+    response = scim.patch(f"/Users/{created['id']}", [{"op": "replace", "path": "displayName", "value": "X"}],
+                          headers={"If-Match": created["meta"]["version"]})
+    assert response.status_code == 200
+    assert response.headers["ETag"] != created["meta"]["version"]
+
+
+def test_request_log_masks_secrets(scim, workspace):
+    from app.models import ScimRequestLog
+    scim.post("/Users", user_body("logged@acme.test") | {"password": "s3cret-pass"})
+    entry = db.session.scalars(select(ScimRequestLog).order_by(ScimRequestLog.id.desc())).first()
+    assert entry.method == "POST" and entry.status == 201 and entry.path == "/scim/v2/Users"
+    assert "s3cret-pass" not in entry.body and "***" in entry.body and scim.token not in (entry.body or "")
+    assert entry.user_id is not None and entry.workspace_id == workspace.id
