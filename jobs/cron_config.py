@@ -14,6 +14,11 @@ from jobs.domains import sweep_domains  # noqa: E402  (authorized domains: DNS c
 
 cron.register(sweep_domains, queue_name="default", interval=60)
 
+from jobs.sso import refresh_all_metadata, warn_expiring_certificates  # noqa: E402  (SSO: metadata refresh, cert expiry)
+
+cron.register(refresh_all_metadata, queue_name="default", interval=86400)
+cron.register(warn_expiring_certificates, queue_name="default", interval=86400)
+
 from jobs.scim import prune_scim_request_log  # noqa: E402  (SCIM: request log kept for a limited time and count)
 
 cron.register(prune_scim_request_log, queue_name="default", interval=3600)

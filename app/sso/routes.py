@@ -1,0 +1,170 @@
+"""SAML endpoints (/sso/saml/<cid>/login, /acs, /metadata) and the
+break-glass sign-in. Views are thin: the protocol is in app.sso.saml, the
+rules in app.sso.signin / app.sso.policy / app.sso.recovery."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import NotFound
+
+from app.audit.service import record
+from app.auth.policy import SignInMethod, sign_in_method
+from app.auth.sessions import start_session
+from app.extensions import csrf, db, limiter
+from app.models.sso import CONNECTION_ID_PATTERN
+from app.security import new_secret
+from app.sso import connections, recovery, saml, signin
+from app.sso.errors import SamlError, SamlErrorCode as E
+from app.sso.forms import RecoverySignInForm
+from app.urls import safe_next
+
+bp = Blueprint("sso", __name__)
+_CID = re.compile(CONNECTION_ID_PATTERN)
+
+
+def _connection_or_404(cid: str):
+    conn = connections.by_connection_id(cid) if _CID.match(cid) else None
+    if conn is None:
+        raise NotFound()
+    return conn
+
+
+def _browser_id() -> tuple[str | None, bool]:
+    """(browser id, is it new) — only where the binding cookie can ride the IdP's POST (https)."""
+    if not current_app.config["PRODUCTION"]:
+        return None, False
+    existing = request.cookies.get(saml.BROWSER_COOKIE)
+    if existing and 20 <= len(existing) <= 64:
+        return existing, False
+    return new_secret(24), True
+
+
+def _with_browser_cookie(response, browser_id: str | None, is_new: bool):
+    if browser_id and is_new:
+        # SameSite=None so it is sent on the IdP's cross-site POST; Secure is required for that.
+        response.set_cookie(saml.BROWSER_COOKIE, browser_id, max_age=30 * 86400, path="/sso/saml/",
+                            secure=True, httponly=True, samesite="None")
+    return response
+
+
+@bp.get("/sso/saml/<cid>/login")
+@limiter.limit("60 per minute")
+def login(cid: str):
+    """SP-initiated start: /login's home realm discovery and the Okta bookmark app land here."""
+    conn = _connection_or_404(cid)
+    if not conn.is_on:
+        return _refusal_page(SamlError(E.connection_off))
+    if not conn.is_configured:
+        return _refusal_page(SamlError(E.not_configured))
+    next_url = safe_next(request.args.get("next")) or safe_next(session.pop("next", None))
+    browser_id, is_new = _browser_id()
+    started = saml.start_login(conn, next_url=next_url, browser_id=browser_id)
+    db.session.commit()
+    return _with_browser_cookie(redirect(started.redirect_url, 303), browser_id, is_new)
+
+
+@bp.post("/sso/saml/<cid>/acs")
+@csrf.exempt  # the IdP posts here cross-site; the response's signature and the stored request protect it
+@limiter.limit("120 per minute")
+def acs(cid: str):
+    if not _CID.match(cid):
+        raise NotFound()
+    try:
+        assertion = saml.consume_response(cid, request.form.get("SAMLResponse"), request.form.get("RelayState"),
+                                          request.cookies.get(saml.BROWSER_COOKIE))
+    except SamlError as err:
+        return _refused(cid, err)
+    req, conn = assertion.request, assertion.connection
+    if req.is_test:
+        return _test_result(assertion)
+    try:
+        if not conn.is_on:
+            raise SamlError(E.connection_off, "SSO was turned off during the sign-in")
+        result = signin.resolve_user(assertion, dry_run=False)
+        if sign_in_method(result.user) is not SignInMethod.sso:
+            raise SamlError(E.domain_not_authorized, "the policy does not allow SSO for this member",
+                            email=result.email)
+    except SamlError as err:
+        err.connection, err.request, err.email = conn, req, err.email or assertion.nameid
+        return _refused(cid, err, summary=assertion.summary)
+    user = result.user
+    start_session(user, method="sso", not_after=assertion.session_not_on_or_after)
+    record(user.workspace_id, "auth.signed_in", actor=user, target=user, method="sso",
+           connection_id=conn.connection_id)
+    signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="success", email=result.email, user=user,
+                       summary={"issuer": assertion.summary.get("issuer"),
+                                "assertion_id": assertion.assertion_id})
+    db.session.commit()
+    return redirect(safe_next(req.next_url) or url_for("main.library"), 303)
+
+
+def _test_result(assertion):
+    """A test login: never signs in; records what was received and unlocks the switch."""
+    req, conn = assertion.request, assertion.connection
+    identity = signin.received_identity(assertion)
+    try:
+        result = signin.resolve_user(assertion, dry_run=True)
+    except SamlError as err:
+        err.connection, err.request, err.email = conn, req, err.email or assertion.nameid
+        err.details = {**err.details, "received_identity": identity}
+        return _refused(assertion.connection.connection_id, err, summary=assertion.summary)
+    from app.models import User
+    actor = db.session.get(User, req.started_by_id) if req.started_by_id else None
+    live = connections.mark_tested(conn, actor=actor)
+    entry = signin.log_attempt(live.connection_id, live.workspace_id, outcome="success", email=result.email,
+                               user=result.user, is_test=True,
+                               details={"received_identity": identity, "would_create": result.created},
+                               summary={"issuer": assertion.summary.get("issuer")})
+    db.session.commit()
+    return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
+
+
+def _refused(cid: str, err: SamlError, summary: dict | None = None):
+    conn = err.connection or signin.connection_for_log(cid)
+    entry = None
+    if conn is not None:
+        is_test = bool(err.request is not None and err.request.is_test)
+        entry = signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="refused", email=err.email,
+                                   is_test=is_test, error=err, summary=summary)
+        if is_test:
+            from app.models import User
+            actor = db.session.get(User, err.request.started_by_id) if err.request.started_by_id else None
+            record(conn.workspace_id, "sso.connection_tested", actor=actor, target=conn, outcome="failed",
+                   error=err.code.value)
+    db.session.commit()
+    if entry is not None and entry.is_test:
+        return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
+    return _refusal_page(err)
+
+
+def _refusal_page(err: SamlError):
+    login_url = url_for("auth.login")
+    template = "sso/unsolicited.html" if err.code is E.unsolicited else "sso/refused.html"
+    return render_template(template, error=err, login_url=login_url), err.status
+
+
+@bp.get("/sso/saml/<cid>/metadata")
+def metadata(cid: str):
+    conn = _connection_or_404(cid)
+    return saml.sp_metadata_xml(conn), 200, {"Content-Type": "application/samlmetadata+xml; charset=utf-8",
+                                             "Cache-Control": "public, max-age=300"}
+
+
+@bp.route("/sso/recovery", methods=["GET", "POST"])
+@limiter.limit("10 per 15 minutes", methods=["POST"],
+               error_message="Too many recovery attempts. Wait 15 minutes and try again.")
+def recovery_sign_in():
+    """Break-glass: an admin signs in with password + a one-time recovery code."""
+    form = RecoverySignInForm()
+    if not form.validate_on_submit():
+        return render_template("sso/recovery_sign_in.html", form=form), 422 if request.method == "POST" else 200
+    try:
+        user = recovery.sign_in_with_code(form.email.data, form.password.data, form.code.data)
+    except recovery.RecoveryRefused as exc:
+        db.session.rollback()
+        form.code.errors.append(str(exc))
+        return render_template("sso/recovery_sign_in.html", form=form), 422
+    start_session(user, method="recovery")
+    db.session.commit()
+    return redirect(url_for("main.library"), 303)

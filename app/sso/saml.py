@@ -1,0 +1,426 @@
+"""The SAML protocol, on python3-saml plus what it leaves to the service provider.
+
+python3-saml (strict mode) checks: version and ID, Success status, exactly one
+assertion, which elements are signed (and that the references point at them:
+signature wrapping), XML schema, InResponseTo *if present*, one Conditions
+element with NotBefore/NotOnOrAfter (± ALLOWED_CLOCK_DRIFT), one
+AuthnStatement, Destination (prefix match, only if present), Audience (only
+if an AudienceRestriction is present), Issuer, SessionNotOnOrAfter, a bearer
+SubjectConfirmation (Recipient by substring), a signed assertion and the
+signature against our certificates. It refuses DTDs and entities by raising.
+
+What we add here, check by check:
+- responses without InResponseTo are refused (unsolicited), and
+  InResponseTo must equal the request stored under this RelayState, which is
+  then consumed (single use) and must not be expired;
+- the attempt is tied to the browser that started it (login CSRF) where the
+  binding cookie can be sent (see `BROWSER_COOKIE` below);
+- an Audience is required and must be our entity id; the Recipient must equal
+  our ACS URL exactly; a Destination, when present, must equal it exactly;
+- our own time window with a configurable skew (the library's is a
+  process-wide class constant, set once from the same config at start-up), so
+  that diagnostics can show the clock difference;
+- each assertion id is accepted once (replay cache in the database);
+- malformed input (bad base64, broken XML, DOCTYPE) becomes a typed 400;
+- the NameID must be an email on an authorized domain of the workspace.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from flask import current_app
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.constants import OneLogin_Saml2_Constants
+from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as ValidationError
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import SamlReplay, SamlRequest, SsoConnection, User, utcnow
+from app.security import hash_secret, new_secret
+from app.sso.errors import SamlError, SamlErrorCode as E
+from app.sso.metadata import fingerprint_of
+
+log = logging.getLogger(__name__)
+
+EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+EMAIL_LIKE_FORMATS = {EMAIL_FORMAT, "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"}
+REQUEST_TTL = dt.timedelta(minutes=10)
+MAX_RESPONSE_CHARS = 256 * 1024  # base64 of a response; real ones are a few KB
+
+# Login CSRF: the browser that starts a sign-in gets a random id in this
+# cookie, and the stored request keeps its hash; the ACS refuses a response
+# arriving in a browser with another id. The session cookie can't do this: it
+# is SameSite=Lax and is not sent on the IdP's cross-site POST. This cookie is
+# SameSite=None so it *is* sent on that POST — and browsers accept
+# SameSite=None only with Secure, so the binding applies on https (production).
+# On plain-http development origins no cookie could ride the POST, so
+# requests made there carry no binding and are checked by RelayState alone.
+BROWSER_COOKIE = "gatehouse_saml_browser"
+
+NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
+      "ds": "http://www.w3.org/2000/09/xmldsig#"}
+
+
+# --- URLs and settings ------------------------------------------------------------------------
+
+def sp_urls(connection_id: str) -> dict[str, str]:
+    base = current_app.config["BASE_URL"]
+    prefix = f"{base}/sso/saml/{connection_id}"
+    return {"entity_id": f"{prefix}/metadata", "acs_url": f"{prefix}/acs", "metadata_url": f"{prefix}/metadata",
+            "login_url": f"{prefix}/login"}
+
+
+def request_data(path: str, *, get: dict | None = None, post: dict | None = None) -> dict:
+    """python3-saml's view of the request, from BASE_URL (not request.host), so
+    Destination/Recipient checks hold behind a proxy and on non-default ports."""
+    base = urlsplit(current_app.config["BASE_URL"])
+    return {"https": "on" if base.scheme == "https" else "off", "http_host": base.netloc, "script_name": path,
+            "get_data": dict(get or {}), "post_data": dict(post or {})}
+
+
+def settings_dict(conn: SsoConnection) -> dict:
+    urls = sp_urls(conn.connection_id)
+    certs = [c.pem for c in conn.certificates]
+    idp: dict = {"entityId": conn.idp_entity_id or "", "singleSignOnService": {
+        "url": conn.sso_url or "", "binding": OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT}}
+    if len(certs) == 1:
+        idp["x509cert"] = certs[0]
+    elif certs:
+        idp["x509certMulti"] = {"signing": certs}
+    return {
+        "strict": True,
+        "debug": False,
+        "sp": {"entityId": urls["entity_id"],
+               "assertionConsumerService": {"url": urls["acs_url"],
+                                            "binding": OneLogin_Saml2_Constants.BINDING_HTTP_POST},
+               "NameIDFormat": EMAIL_FORMAT},
+        "idp": idp,
+        "security": {
+            "wantAssertionsSigned": True,
+            "wantMessagesSigned": False,       # Okta signs the assertion; the response signature is optional
+            "rejectDeprecatedAlgorithm": True,  # no RSA-SHA1 / SHA1 digests
+            "wantAttributeStatement": False,    # NameID-only responses are fine: the NameID is the email
+            "wantNameId": True,
+            "requestedAuthnContext": False,     # let the IdP decide how (MFA, passwordless ...)
+            "wantXMLValidation": True,
+            "authnRequestsSigned": False,
+        },
+    }
+
+
+_settings_cache: dict[tuple, OneLogin_Saml2_Settings] = {}
+
+
+def saml_settings(conn: SsoConnection) -> OneLogin_Saml2_Settings:
+    """Parsed settings per connection version (parsing certs costs more than a signature check)."""
+    key = (current_app.config["BASE_URL"], conn.id, conn.connection_id, conn.idp_entity_id, conn.sso_url,
+           tuple(sorted(c.fingerprint for c in conn.certificates)))
+    cached = _settings_cache.get(key)
+    if cached is None:
+        if len(_settings_cache) > 256:
+            _settings_cache.clear()
+        cached = _settings_cache[key] = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True)
+    return cached
+
+
+def sp_metadata_xml(conn: SsoConnection) -> str:
+    settings = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True)
+    return settings.get_sp_metadata().decode() if isinstance(settings.get_sp_metadata(), bytes) \
+        else settings.get_sp_metadata()
+
+
+def clock_skew() -> int:
+    return int(current_app.config.get("SAML_CLOCK_SKEW_SECONDS", 120))
+
+
+# --- starting a sign-in -----------------------------------------------------------------------
+
+@dataclass
+class StartedLogin:
+    redirect_url: str
+    request: SamlRequest
+
+
+def start_login(conn: SsoConnection, *, is_test: bool = False, next_url: str | None = None,
+                started_by: User | None = None, browser_id: str | None = None) -> StartedLogin:
+    """An AuthnRequest by HTTP-Redirect; its id is stored server-side under a
+    random RelayState (the caller commits)."""
+    relay_state = new_secret(24)
+    auth = OneLogin_Saml2_Auth(request_data(f"/sso/saml/{conn.connection_id}/login"), saml_settings(conn))
+    url = auth.login(return_to=relay_state)
+    req = SamlRequest(workspace_id=conn.workspace_id, connection_pk=conn.id, request_id=auth.get_last_request_id(),
+                      relay_state_hash=hash_secret(relay_state), is_test=is_test,
+                      started_by_id=started_by.id if started_by else None, next_url=next_url,
+                      browser_binding_hash=hash_secret(browser_id) if browser_id else None,
+                      expires_at=utcnow() + REQUEST_TTL)
+    db.session.add(req)
+    return StartedLogin(url, req)
+
+
+# --- the assertion consumer service -----------------------------------------------------------
+
+@dataclass
+class Assertion:
+    """What a valid response told us."""
+
+    connection: SsoConnection
+    request: SamlRequest
+    nameid: str
+    nameid_format: str | None
+    attributes: dict
+    assertion_id: str
+    session_not_on_or_after: dt.datetime | None
+    summary: dict = field(default_factory=dict)
+
+
+def _parse(saml_response: str | None, settings: OneLogin_Saml2_Settings | None) -> OneLogin_Saml2_Response:
+    if not saml_response:
+        raise SamlError(E.malformed, "no SAMLResponse in the POST")
+    if len(saml_response) > MAX_RESPONSE_CHARS:
+        raise SamlError(E.too_large, f"SAMLResponse of {len(saml_response)} characters")
+    try:
+        base64.b64decode(saml_response, validate=False)
+        return OneLogin_Saml2_Response(settings, saml_response)
+    except (binascii.Error, ValueError) as exc:
+        raise SamlError(E.malformed, f"not base64/XML: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    except Exception as exc:  # noqa: BLE001 - DTDForbidden, EntitiesForbidden, lxml errors: never a 500
+        raise SamlError(E.malformed, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _first(root, xpath: str):
+    found = root.xpath(xpath, namespaces=NS)
+    return found[0] if found else None
+
+
+def summarize(document) -> dict:
+    """What the response claims (signed or not), for diagnostics and the short trace."""
+    def text(xpath):
+        node = _first(document, xpath)
+        return (node.text or "").strip() if node is not None else None
+
+    def attr(xpath, name):
+        node = _first(document, xpath)
+        return node.get(name) if node is not None else None
+
+    cert = text("/samlp:Response/saml:Assertion/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate") or \
+        text("/samlp:Response/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate")
+    fingerprint = None
+    if cert:
+        try:
+            fingerprint = fingerprint_of(base64.b64decode("".join(cert.split())))
+        except (binascii.Error, ValueError):
+            fingerprint = "(unreadable certificate)"
+    return {
+        "issuer": text("/samlp:Response/saml:Assertion/saml:Issuer") or text("/samlp:Response/saml:Issuer"),
+        "in_response_to": document.get("InResponseTo"),
+        "destination": document.get("Destination"),
+        "issue_instant": document.get("IssueInstant"),
+        "assertion_id": attr("/samlp:Response/saml:Assertion", "ID"),
+        "audiences": [(n.text or "").strip() for n in document.xpath(
+            "/samlp:Response/saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience", namespaces=NS)],
+        "recipient": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
+                          "saml:SubjectConfirmationData", "Recipient"),
+        "not_before": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotBefore"),
+        "not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotOnOrAfter"),
+        "scd_not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
+                                    "saml:SubjectConfirmationData", "NotOnOrAfter"),
+        "nameid": text("/samlp:Response/saml:Assertion/saml:Subject/saml:NameID"),
+        "status": attr("/samlp:Response/samlp:Status/samlp:StatusCode", "Value"),
+        "signing_fingerprint": fingerprint,
+    }
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(value), dt.timezone.utc)
+    except Exception:  # noqa: BLE001 - an unparsable time is simply not a valid window
+        return None
+
+
+def _check_time_window(summary: dict) -> None:
+    now, skew = utcnow(), dt.timedelta(seconds=clock_skew())
+    issued = _time(summary["issue_instant"])
+    clock_difference = int((issued - now).total_seconds()) if issued else None
+    details = {"clock_difference_seconds": clock_difference, "allowed_skew_seconds": clock_skew(),
+               "not_before": summary["not_before"], "not_on_or_after": summary["not_on_or_after"],
+               "received_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    not_before, not_after = _time(summary["not_before"]), _time(summary["not_on_or_after"])
+    scd_after = _time(summary["scd_not_on_or_after"])
+    if issued is not None and issued > now + skew:
+        raise SamlError(E.time_window, "IssueInstant is in the future", details)
+    if not_before is not None and not_before > now + skew:
+        raise SamlError(E.time_window, "the assertion is not valid yet (NotBefore)", details)
+    for limit in (not_after, scd_after):
+        if limit is not None and limit + skew <= now:
+            raise SamlError(E.time_window, "the assertion has expired (NotOnOrAfter)", details)
+
+
+def _check_recipients(summary: dict, conn: SsoConnection) -> None:
+    urls = sp_urls(conn.connection_id)
+    if urls["entity_id"] not in summary["audiences"]:
+        raise SamlError(E.wrong_audience, "Audience missing or different",
+                        {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"})
+    if summary["recipient"] != urls["acs_url"]:
+        raise SamlError(E.wrong_recipient, "Recipient differs from our ACS URL",
+                        {"expected": urls["acs_url"], "received": summary["recipient"] or "(none)"})
+    if summary["destination"] is not None and summary["destination"] != urls["acs_url"]:
+        raise SamlError(E.wrong_destination, "Destination differs from our ACS URL",
+                        {"expected": urls["acs_url"], "received": summary["destination"]})
+
+
+_LIBRARY_CODES = {
+    ValidationError.STATUS_CODE_IS_NOT_SUCCESS: E.status_not_success,
+    ValidationError.MISSING_STATUS: E.status_not_success,
+    ValidationError.MISSING_STATUS_CODE: E.status_not_success,
+    ValidationError.NO_SIGNED_ASSERTION: E.signature_missing,
+    ValidationError.NO_SIGNATURE_FOUND: E.signature_missing,
+    ValidationError.INVALID_SIGNATURE: E.signature_invalid,
+    ValidationError.WRONG_AUDIENCE: E.wrong_audience,
+    ValidationError.WRONG_DESTINATION: E.wrong_destination,
+    ValidationError.EMPTY_DESTINATION: E.wrong_destination,
+    ValidationError.WRONG_SUBJECTCONFIRMATION: E.wrong_recipient,
+    ValidationError.WRONG_ISSUER: E.wrong_issuer,
+    ValidationError.ISSUER_NOT_FOUND_IN_ASSERTION: E.wrong_issuer,
+    ValidationError.ASSERTION_TOO_EARLY: E.time_window,
+    ValidationError.ASSERTION_EXPIRED: E.time_window,
+    ValidationError.SESSION_EXPIRED: E.time_window,
+    ValidationError.WRONG_INRESPONSETO: E.in_response_to_mismatch,
+    ValidationError.INVALID_XML_FORMAT: E.malformed,
+}
+
+
+def _library_error(exc: Exception, summary: dict, conn: SsoConnection) -> SamlError:
+    code = _LIBRARY_CODES.get(getattr(exc, "code", None), E.invalid)
+    details: dict = {}
+    urls = sp_urls(conn.connection_id)
+    if code in (E.signature_invalid, E.signature_missing):
+        details = {"expected": ", ".join(c.fingerprint for c in conn.certificates) or "(no certificate)",
+                   "received": summary["signing_fingerprint"] or "(no certificate in the signature)"}
+    elif code is E.wrong_issuer:
+        details = {"expected": conn.idp_entity_id, "received": summary["issuer"] or "(none)"}
+    elif code is E.wrong_audience:
+        details = {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"}
+    elif code in (E.wrong_destination, E.wrong_recipient):
+        details = {"expected": urls["acs_url"],
+                   "received": summary["destination" if code is E.wrong_destination else "recipient"] or "(none)"}
+    elif code is E.status_not_success:
+        details = {"expected": "urn:oasis:names:tc:SAML:2.0:status:Success", "received": summary["status"]}
+    elif code is E.time_window:
+        issued = _time(summary["issue_instant"])
+        details = {"clock_difference_seconds": int((issued - utcnow()).total_seconds()) if issued else None,
+                   "allowed_skew_seconds": clock_skew()}
+    return SamlError(code, str(exc)[:300], details)
+
+
+def _redeem_relay_state(relay_state: str | None) -> SamlRequest | None:
+    if not relay_state or len(relay_state) > 200:
+        return None
+    return db.session.scalar(select(SamlRequest).where(SamlRequest.relay_state_hash == hash_secret(relay_state)))
+
+
+def consume_response(connection_id: str, saml_response: str | None, relay_state: str | None,
+                     browser_id: str | None) -> Assertion:
+    """Validate a posted response end to end; raise SamlError (typed) on any refusal.
+
+    The caller commits: the consumed request and the replay-cache row go with
+    the session (or the refusal's log row) in one transaction."""
+    response = _parse(saml_response, None)
+    summary = summarize(response.document)
+    req = _redeem_relay_state(relay_state)
+    if req is None:
+        if not summary["in_response_to"]:
+            raise SamlError(E.unsolicited, "no InResponseTo and no known RelayState")
+        raise SamlError(E.request_unknown, "RelayState unknown, expired or already used",
+                        {"received": summary["in_response_to"]})
+    conn = db.session.get(SsoConnection, req.connection_pk)
+    if conn is None or conn.connection_id != connection_id:
+        raise SamlError(E.wrong_connection, "posted to another connection's ACS",
+                        {"expected": conn.connection_id if conn else None, "received": connection_id})
+    try:
+        if req.expires_at <= utcnow():
+            db.session.delete(req)
+            raise SamlError(E.request_expired, "the sign-in request expired")
+        if req.browser_binding_hash is not None and (
+                not browser_id or hash_secret(browser_id) != req.browser_binding_hash):
+            raise SamlError(E.other_browser, "browser binding cookie missing or different")
+        if not summary["in_response_to"]:
+            raise SamlError(E.unsolicited, "the response has no InResponseTo",
+                            {"expected": req.request_id, "received": "(none)"})
+        if summary["in_response_to"] != req.request_id:
+            raise SamlError(E.in_response_to_mismatch, "InResponseTo differs from the stored request",
+                            {"expected": req.request_id, "received": summary["in_response_to"]})
+        if not conn.is_configured:
+            raise SamlError(E.not_configured, "connection has no IdP configuration")
+        response._settings = saml_settings(conn)
+        path = f"/sso/saml/{conn.connection_id}/acs"
+        try:
+            response.is_valid(request_data(path, post={"SAMLResponse": saml_response}), req.request_id,
+                              raise_exceptions=True)
+        except ValidationError as exc:
+            raise _library_error(exc, summary, conn) from exc
+        except Exception as exc:  # noqa: BLE001 - xmlsec/lxml errors inside validation
+            raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        _check_recipients(summary, conn)
+        _check_time_window(summary)
+        try:
+            nameid_data = response.get_nameid_data()
+            attributes = response.get_attributes()
+            assertion_id = response.get_assertion_id()
+            session_limit = response.get_session_not_on_or_after()
+        except Exception as exc:  # noqa: BLE001
+            raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        _remember_assertion(conn, assertion_id, summary)
+        consumed = db.session.execute(delete(SamlRequest).where(SamlRequest.id == req.id)).rowcount
+        if consumed != 1:  # a concurrent POST consumed it first
+            raise SamlError(E.request_unknown, "the request was consumed concurrently")
+    except SamlError as err:
+        err.connection, err.request = conn, req
+        raise
+    return Assertion(
+        connection=conn, request=req, nameid=(nameid_data.get("Value") or "").strip(),
+        nameid_format=nameid_data.get("Format"), attributes=attributes, assertion_id=assertion_id,
+        session_not_on_or_after=(dt.datetime.fromtimestamp(session_limit, dt.timezone.utc)
+                                 if session_limit else None),
+        summary=summary)
+
+
+def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -> None:
+    """Replay cache: the unique index refuses a second use, even concurrently."""
+    limits = [t for t in (_time(summary["not_on_or_after"]), _time(summary["scd_not_on_or_after"])) if t]
+    expires = (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
+    issuer = (summary["issuer"] or conn.idp_entity_id or "")[:1024]
+    exists = db.session.scalar(select(SamlReplay.id).where(SamlReplay.issuer == issuer,
+                                                           SamlReplay.assertion_id == assertion_id))
+    if exists:
+        raise SamlError(E.replay, f"assertion {assertion_id} already used")
+    try:
+        with db.session.begin_nested():
+            db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
+                                      expires_at=expires))
+    except IntegrityError as exc:
+        raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
+
+
+def purge_expired() -> int:
+    """Housekeeping: expired requests and replay entries."""
+    now = utcnow()
+    n = db.session.execute(delete(SamlRequest).where(SamlRequest.expires_at < now - REQUEST_TTL)).rowcount
+    n += db.session.execute(delete(SamlReplay).where(SamlReplay.expires_at < now)).rowcount
+    return n
+
+
+def configure_library(app) -> None:
+    """python3-saml's clock drift is a class constant (process-wide): set it once
+    from config; our own window check uses the same value and explains failures."""
+    OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT = int(app.config.get("SAML_CLOCK_SKEW_SECONDS", 120))

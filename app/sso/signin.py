@@ -1,0 +1,127 @@
+"""After a valid SAML response: who is signing in, may they, and the login log."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from app.audit.service import record
+from app.emails import InvalidEmail, normalize_address
+from app.extensions import db
+from app.models import SamlLoginLog, SsoConnection, User, UserSource, UserStatus
+from app.sso.errors import SamlError, SamlErrorCode as E
+from app.sso.policy import domain_authorized
+from app.sso.saml import EMAIL_LIKE_FORMATS, Assertion
+
+TRACE_LIMIT = 2000
+ATTRIBUTE_NAMES = {
+    "email": ("email", "Email", "mail", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"),
+    "first_name": ("firstName", "first_name", "givenName",
+                   "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname"),
+    "last_name": ("lastName", "last_name", "surname", "sn",
+                  "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname"),
+    "groups": ("groups", "Groups", "memberOf", "http://schemas.microsoft.com/ws/2008/06/identity/claims/groups"),
+}
+
+
+def _attr(attributes: dict, key: str) -> list[str]:
+    for name in ATTRIBUTE_NAMES[key]:
+        if attributes.get(name):
+            return [str(v) for v in attributes[name]]
+    return []
+
+
+def received_identity(assertion: Assertion) -> dict:
+    """What a test result shows: NameID, email, name, groups."""
+    first, last = _attr(assertion.attributes, "first_name"), _attr(assertion.attributes, "last_name")
+    return {"nameid": assertion.nameid, "nameid_format": assertion.nameid_format,
+            "email": (_attr(assertion.attributes, "email") or [assertion.nameid])[0],
+            "name": " ".join(p for p in (first[:1] + last[:1]) if p) or None,
+            "groups": _attr(assertion.attributes, "groups")}
+
+
+@dataclass
+class SignInResult:
+    user: User | None          # None on a test of a user JIT would create
+    email: str
+    created: bool = False
+
+
+def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
+    """Match the NameID (an email) to a member of the connection's workspace,
+    case-insensitively; JIT-create when the admin allows it (not on dry runs)."""
+    conn = assertion.connection
+    if assertion.nameid_format and assertion.nameid_format not in EMAIL_LIKE_FORMATS:
+        raise SamlError(E.nameid_not_email, "NameID format is not emailAddress",
+                        {"expected": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+                         "received": assertion.nameid_format}, email=assertion.nameid)
+    try:
+        email = normalize_address(assertion.nameid)
+    except InvalidEmail as exc:
+        raise SamlError(E.nameid_not_email, f"NameID {assertion.nameid[:100]!r} is not an email",
+                        {"expected": "an email address", "received": assertion.nameid[:254]},
+                        email=assertion.nameid[:254]) from exc
+    if not domain_authorized(conn.workspace_id, email):
+        raise SamlError(E.domain_not_authorized, f"{email.rpartition('@')[2]} is not verified for the workspace",
+                        {"received": email.rpartition("@")[2]}, email=email)
+    user = db.session.scalar(select(User).where(User.workspace_id == conn.workspace_id,
+                                                User.email_normalized == User.normalize_email(email)))
+    if user is None:
+        if not conn.jit_enabled:
+            raise SamlError(E.user_unknown, f"no member {email} and JIT creation is off", email=email)
+        if dry_run:
+            return SignInResult(None, email, created=True)
+        identity = received_identity(assertion)
+        user = User(workspace_id=conn.workspace_id, name=identity["name"] or "", role=conn.jit_role,
+                    status=UserStatus.active.value, source=UserSource.sso_jit.value)
+        user.set_email(email)
+        first, last = (_attr(assertion.attributes, "first_name") or [None])[0], \
+            (_attr(assertion.attributes, "last_name") or [None])[0]
+        user.given_name, user.family_name = first, last
+        db.session.add(user)
+        db.session.flush()
+        record(conn.workspace_id, "member.created_by_sso", actor_label="SSO (just-in-time)", target=user,
+               role=user.role)
+        return SignInResult(user, email, created=True)
+    if user.status == UserStatus.deactivated.value:
+        raise SamlError(E.user_deactivated, f"{email} is deactivated", email=email)
+    if user.status == UserStatus.invited.value and not dry_run:
+        # The IdP proved who they are: an SSO sign-in accepts the invitation.
+        user.status = UserStatus.active.value
+        record(conn.workspace_id, "member.invitation_accepted", actor=user, target=user, method="sso")
+    return SignInResult(user, email)
+
+
+def trace_of(summary: dict | None, reason: str = "") -> str:
+    """A short, size-limited trace for admins: never the raw assertion."""
+    parts = {"reason": reason[:400]} if reason else {}
+    if summary:
+        parts.update({k: v for k, v in summary.items() if v})
+    return json.dumps(parts, default=str)[:TRACE_LIMIT]
+
+
+def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: str | None = None,
+                user: User | None = None, is_test: bool = False, error: SamlError | None = None,
+                details: dict | None = None, summary: dict | None = None) -> SamlLoginLog:
+    entry = SamlLoginLog(workspace_id=workspace_id, connection_id=connection_id, outcome=outcome,
+                         email=(email or None) and email[:254], user_id=user.id if user else None, is_test=is_test,
+                         error_code=error.code.value if error else None,
+                         details=_jsonable(details if details is not None else (error.details if error else {})),
+                         trace=trace_of(summary, error.reason if error else ""))
+    db.session.add(entry)
+    return entry
+
+
+def _jsonable(details: dict) -> dict:
+    return json.loads(json.dumps(details or {}, default=str))
+
+
+def recent_log(workspace_id: int, limit: int = 50) -> list[SamlLoginLog]:
+    return list(db.session.scalars(select(SamlLoginLog).where(SamlLoginLog.workspace_id == workspace_id)
+                                   .order_by(SamlLoginLog.created_at.desc(), SamlLoginLog.id.desc()).limit(limit)))
+
+
+def connection_for_log(connection_id: str) -> SsoConnection | None:
+    return db.session.scalar(select(SsoConnection).where(SsoConnection.connection_id == connection_id)
+                             .order_by(SsoConnection.is_staged))

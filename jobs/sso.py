@@ -1,0 +1,93 @@
+"""SSO background work: fetch IdP metadata (on request and daily, recording
+certificate rotations) and warn admins before a signing certificate expires."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from flask import current_app
+from sqlalchemy import select
+
+from app import mail
+from app.audit.service import record
+from app.extensions import db, rq
+from app.models import Role, SsoCertificate, SsoConnection, User, UserStatus, utcnow
+from app.sso import saml
+from app.sso.connections import apply_idp_config
+from app.sso.metadata import MetadataError, fetch_metadata, parse_metadata
+from jobs.worker import app_job
+
+log = logging.getLogger(__name__)
+EXPIRY_WARNING = dt.timedelta(days=30)
+
+
+def enqueue_metadata_fetch(connection_pk: int) -> None:
+    try:
+        rq.queue("default").enqueue(fetch_connection_metadata, connection_pk, job_id=f"sso-metadata-{connection_pk}")
+    except Exception as exc:  # Redis down: the daily refresh picks it up (status stays pending)
+        log.warning("could not enqueue metadata fetch for connection %s: %s", connection_pk, exc)
+
+
+@app_job
+def fetch_connection_metadata(connection_pk: int) -> str:
+    """Fetch and apply one connection's metadata URL; the outcome is shown on the page."""
+    conn = db.session.get(SsoConnection, connection_pk)
+    if conn is None or not conn.metadata_url:
+        return "nothing to do"
+    url = conn.metadata_url
+    try:
+        xml = fetch_metadata(url, production=current_app.config["PRODUCTION"])
+        config = parse_metadata(xml)
+    except MetadataError as exc:
+        db.session.rollback()
+        conn = db.session.get(SsoConnection, connection_pk)
+        if conn is None or conn.metadata_url != url:
+            return "changed meanwhile"
+        conn.metadata_status, conn.metadata_error = "failed", str(exc)[:500]
+        conn.metadata_fetched_at = utcnow()
+        record(conn.workspace_id, "sso.metadata_fetch_failed", target=conn, url=url, error=str(exc)[:300])
+        db.session.commit()
+        return f"failed: {exc}"
+    changes = apply_idp_config(conn, config, source="metadata", actor=None)
+    conn.metadata_xml = xml.decode("utf-8", "replace")
+    conn.metadata_status, conn.metadata_error, conn.metadata_fetched_at = "ok", None, utcnow()
+    db.session.commit()
+    return f"ok, {len(changes)} change(s)"
+
+
+@app_job
+def refresh_all_metadata() -> dict:
+    """Daily: re-fetch every connection that has a metadata URL (certificate rotation)."""
+    ids = db.session.scalars(select(SsoConnection.id).where(SsoConnection.metadata_url.is_not(None))).all()
+    results = {}
+    for connection_pk in ids:
+        results[connection_pk] = fetch_connection_metadata(connection_pk)
+    saml.purge_expired()
+    db.session.commit()
+    return results
+
+
+@app_job
+def warn_expiring_certificates() -> int:
+    """Email the workspace's admins once per certificate, 30 days before it expires."""
+    now = utcnow()
+    certs = db.session.scalars(select(SsoCertificate).where(SsoCertificate.not_after <= now + EXPIRY_WARNING,
+                                                            SsoCertificate.not_after > now,
+                                                            SsoCertificate.expiry_warned_at.is_(None))).all()
+    warned = 0
+    for cert in certs:
+        conn = cert.connection
+        admins = db.session.scalars(select(User).where(User.workspace_id == cert.workspace_id,
+                                                       User.role == Role.admin.value,
+                                                       User.status == UserStatus.active.value)).all()
+        for admin in admins:
+            mail.send(admin.email, f"Your SSO signing certificate expires on {cert.not_after:%Y-%m-%d}",
+                      "sso_certificate_expiring", workspace_id=cert.workspace_id, topic=f"sso-cert:{cert.id}",
+                      admin=admin, cert=cert, connection=conn, days_left=(cert.not_after - now).days,
+                      settings_url=current_app.config["BASE_URL"] + "/settings/security")
+        cert.expiry_warned_at = now
+        record(cert.workspace_id, "sso.certificate_expiry_warned", target=conn, fingerprint=cert.fingerprint,
+               not_after=cert.not_after.isoformat())
+        warned += 1
+    db.session.commit()
+    return warned
