@@ -1,0 +1,266 @@
+"""DNS checks end to end: a real DNS server, real RQ jobs, the admin's page."""
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from app.domains import verification
+from app.extensions import db, rq
+from app.models import AuditEvent, Domain, utcnow
+from jobs.domains import sweep_domains
+from tests.support.dns import dns_zone  # noqa: F401  (fixture)
+
+FRAGMENT = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def jobs(jobs):
+    """Run the queued jobs, then let the test's session (which requests share) see their commits."""
+    def run(**kw):
+        db.session.commit()
+        jobs(**kw)
+        db.session.commit()
+    return run
+
+
+def add(client, name="acme.test", **data):
+    response = client.post("/settings/domains", data={"name": name, "method": "dns", "inbox": "admin", **data})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return db.session.scalar(select(Domain).where(Domain.name == name))
+
+
+def row_html(client, domain):
+    return client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+
+
+def reload(domain):
+    db.session.expire_all()
+    return db.session.get(Domain, domain.id)
+
+
+def make_due(domain, **values):
+    db.session.execute(update(Domain).where(Domain.id == domain.id)
+                       .values(next_check_at=utcnow() - dt.timedelta(seconds=1), **values))
+    db.session.commit()
+
+
+def audit_actions(workspace):
+    return [e.action for e in db.session.scalars(select(AuditEvent).where(AuditEvent.workspace_id == workspace.id)
+                                                 .order_by(AuditEvent.id))]
+
+
+def test_add_checks_at_once_and_shows_nxdomain_then_check_now_verifies(admin_client, dns_zone, jobs, workspace):
+    domain = add(admin_client)
+    jobs()  # the check enqueued on add
+    html = row_html(admin_client, domain)
+    assert "Pending validation" in html
+    assert "_gatehouse-challenge.acme.test does not exist in DNS (NXDOMAIN)" in html
+    assert 'hx-trigger="every 3s"' in html  # still pending: it polls
+
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    response = admin_client.post(f"/settings/domains/{domain.id}/check", headers=FRAGMENT)
+    assert response.status_code == 200 and "Checking DNS now" in response.get_data(as_text=True)
+    jobs()
+    html = row_html(admin_client, domain)
+    assert "Verified" in html and "Pending validation" not in html
+    assert "hx-trigger" not in html  # settled: no more polling
+    assert "Subdomains such as" in html
+    assert reload(domain).verified_by == "DNS check"
+    assert audit_actions(workspace)[-1] == "domain.verified"
+
+
+def test_split_strings_and_cname_verify(admin_client, dns_zone, jobs):
+    domain = add(admin_client)
+    value = domain.record_value
+    dns_zone.txt[domain.record_name] = ["v=spf1 -all", [value[:20], value[20:]]]
+    jobs()
+    assert reload(domain).status == "verified"
+    other = add(admin_client, "globex.test")
+    dns_zone.cname[other.record_name] = "globex.verify.provider.test"
+    dns_zone.txt["globex.verify.provider.test"] = [f'"{other.record_value.upper()} "']
+    jobs()
+    assert reload(other).status == "verified"
+    assert "following CNAME to globex.verify.provider.test" in reload(other).last_detail
+
+
+def test_wrong_value_shows_what_was_found(admin_client, dns_zone, jobs):
+    domain = add(admin_client)
+    dns_zone.txt[domain.record_name] = ["gatehouse-domain-verification=copied-from-somewhere-else", "hello"]
+    jobs()
+    html = row_html(admin_client, domain)
+    assert "Pending validation" in html
+    assert "Found 2 TXT records at _gatehouse-challenge.acme.test, but none is " + domain.record_value in html
+    assert "<code>gatehouse-domain-verification=copied-from-somewhere-else</code>" in html
+    assert "<code>hello</code>" in html
+
+
+def test_timeout_and_servfail_in_plain_words(admin_client, dns_zone, jobs, app):
+    app.config["DNS_TIMEOUT"] = 0.5
+    domain = add(admin_client)
+    dns_zone.silent.add(domain.record_name)
+    jobs()
+    assert "No DNS server answered within 0.5 seconds (timeout)" in row_html(admin_client, domain)
+    dns_zone.silent.clear()
+    dns_zone.servfail.add(domain.record_name)
+    admin_client.post(f"/settings/domains/{domain.id}/check")
+    jobs()
+    assert "failed to answer (SERVFAIL)" in row_html(admin_client, domain)
+    assert reload(domain).status == "pending"
+
+
+def test_row_poll_answers_204_until_something_changes(admin_client, dns_zone, jobs):
+    domain = add(admin_client)
+    jobs()
+    html = row_html(admin_client, domain)
+    poll_url = html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert admin_client.get(poll_url, headers=FRAGMENT).status_code == 204
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    admin_client.post(f"/settings/domains/{domain.id}/check")
+    jobs()
+    response = admin_client.get(poll_url, headers=FRAGMENT)
+    assert response.status_code == 200 and "Verified" in response.get_data(as_text=True)
+    assert response.headers["HX-Trigger"] == "domains-changed"  # the members panel refreshes
+    assert "HX-Request" in response.headers["Vary"]
+
+
+def test_backoff_schedule_then_expired_and_restart(admin_client, dns_zone, jobs, workspace):
+    domain = add(admin_client)
+    jobs()
+    gaps = []
+    for _ in range(7):
+        make_due(domain)
+        assert sweep_domains()["due"] == 1
+        before = utcnow()
+        jobs()
+        gaps.append(round((reload(domain).next_check_at - before).total_seconds() / 60))
+    assert gaps == [2, 5, 10, 30, 60, 60, 60]  # 1 minute after adding, then 2, 5, 10, 30, hourly
+    make_due(domain, started_at=utcnow() - verification.PENDING_FOR)
+    sweep_domains()
+    jobs()
+    assert reload(domain).status == "expired" and reload(domain).next_check_at is None
+    assert "domain.expired" in audit_actions(workspace)
+    html = row_html(admin_client, domain)
+    assert "Expired" in html and "Restart verification" in html and "hx-trigger" not in html
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    admin_client.post(f"/settings/domains/{domain.id}/restart")
+    jobs()
+    assert reload(domain).status == "verified"
+
+
+def test_sweep_batches_domains_into_few_jobs(app, workspace, dns_zone, jobs):
+    from app.domains.service import add_domain
+    domains = [add_domain(workspace, f"d{i}.test") for i in range(25)]
+    db.session.commit()
+    for d in domains[:10]:
+        dns_zone.txt[d.record_name] = [d.record_value]
+    db.session.execute(update(Domain).values(next_check_at=utcnow() - dt.timedelta(seconds=1)))
+    db.session.commit()
+    assert sweep_domains(batch_size=10) == {"due": 25, "batches": 3, "expired": 0}
+    assert rq.queue("default").count == 3  # one job per batch, not one per domain
+    assert sweep_domains(batch_size=10)["due"] == 0  # leased while the batches run
+    jobs()
+    statuses = [reload(d).status for d in domains]
+    assert statuses.count("verified") == 10 and statuses.count("pending") == 15
+    assert all(reload(d).last_checked_at is not None for d in domains)
+
+
+def test_sweep_re_enqueues_after_redis_is_flushed(admin_client, dns_zone, jobs, app):
+    domain = add(admin_client)  # its immediate check is queued...
+    rq.connection.flushall()  # ...and lost
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    make_due(domain)
+    assert sweep_domains()["due"] == 1
+    rq.connection.flushall()  # the batch job is lost too; the domain is leased for a while
+    assert sweep_domains()["due"] == 0
+    make_due(domain)  # the lease ran out
+    assert sweep_domains()["due"] == 1
+    jobs()
+    assert reload(domain).status == "verified"
+
+
+def test_email_domains_expire_with_their_link(admin_client, jobs, workspace):
+    admin_client.post("/settings/domains", data={"name": "acme.test", "method": "email", "inbox": "postmaster"})
+    domain = db.session.scalar(select(Domain))
+    db.session.execute(update(Domain).values(email_token_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    db.session.commit()
+    assert sweep_domains()["expired"] == 1
+    assert reload(domain).status == "expired" and reload(domain).email_token_hash is None
+
+
+# --- re-verification ------------------------------------------------------------------------------
+
+@pytest.fixture
+def verified(admin_client, dns_zone, jobs):
+    domain = add(admin_client)
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    jobs()
+    assert reload(domain).status == "verified"
+    assert reload(domain).next_check_at > utcnow() + dt.timedelta(hours=23)  # re-checked daily
+    return domain
+
+
+def test_record_gone_warns_then_fails_after_grace(mail_app, smtp, verified, dns_zone, jobs, admin_client, workspace):
+    dns_zone.txt.clear()
+    make_due(verified)
+    sweep_domains()
+    jobs()
+    domain = reload(verified)
+    assert domain.status == "verified" and domain.record_missing_since is not None
+    assert "domain.record_missing" in audit_actions(workspace)
+    (warning,) = smtp.inbox.to("admin@acme.test")
+    assert "Action needed" in warning["Subject"] and "_gatehouse-challenge.acme.test" in smtp.inbox.text(warning)
+    assert "has been missing since" in row_html(admin_client, domain)
+
+    make_due(verified)  # a day later, still missing, within the grace period: no second email
+    sweep_domains()
+    jobs()
+    assert reload(verified).status == "verified" and len(smtp.inbox) == 1
+
+    make_due(verified, record_missing_since=utcnow() - verification.GRACE)
+    sweep_domains()
+    jobs()
+    assert reload(verified).status == "failed"
+    assert audit_actions(workspace)[-1] == "domain.failed"
+    assert "is no longer verified" in smtp.inbox[-1]["Subject"]
+    html = row_html(admin_client, verified)
+    assert "Failed" in html and "Restart verification" in html
+
+
+def test_record_back_within_grace_clears_the_warning(verified, dns_zone, jobs, workspace):
+    records = dict(dns_zone.txt)
+    dns_zone.txt.clear()
+    make_due(verified)
+    sweep_domains(), jobs()
+    dns_zone.txt.update(records)
+    make_due(verified)
+    sweep_domains(), jobs()
+    assert reload(verified).record_missing_since is None
+    assert audit_actions(workspace)[-1] == "domain.record_restored"
+
+
+def test_dns_outage_does_not_start_the_grace_period(verified, dns_zone, jobs, app):
+    app.config["DNS_TIMEOUT"] = 0.5
+    dns_zone.silent.add(verified.record_name)
+    make_due(verified)
+    sweep_domains(), jobs()
+    domain = reload(verified)
+    assert domain.status == "verified" and domain.record_missing_since is None
+    assert dt.timedelta(minutes=50) < domain.next_check_at - utcnow() < dt.timedelta(minutes=61)
+
+
+def test_failing_never_locks_the_only_admin_out(verified, dns_zone, jobs, workspace):
+    from app.auth import policy
+    from app.domains import service
+    saved = policy._sso_policy
+    policy.register_sso_policy(lambda u: policy.SignInMethod.sso if service.verified_domain_covering(
+        u.workspace_id, u.email) else policy.SignInMethod.blocked)  # SSO enforced, as the SAML area does
+    try:
+        dns_zone.txt.clear()
+        make_due(verified, record_missing_since=utcnow() - verification.GRACE, status="verified")
+        sweep_domains(), jobs()
+        domain = reload(verified)
+        assert domain.status == "verified" and domain.failure_held_at is not None
+        assert "would lock every admin out" in domain.last_detail
+        assert audit_actions(workspace).count("domain.failure_held") == 1
+    finally:
+        policy._sso_policy = saved
