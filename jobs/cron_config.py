@@ -22,3 +22,7 @@ cron.register(warn_expiring_certificates, queue_name="default", interval=86400)
 from jobs.scim import prune_scim_request_log  # noqa: E402  (SCIM: request log kept for a limited time and count)
 
 cron.register(prune_scim_request_log, queue_name="default", interval=3600)
+
+from jobs.members import resume_stalled_purges  # noqa: E402  (member deletion: resume purges whose job was lost)
+
+cron.register(resume_stalled_purges, queue_name="default", interval=300)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import BooleanField, SelectField, StringField
 
 from app.auth.forms import email_field
 from app.models import Role
-from wtforms.validators import Length
+from wtforms.validators import DataRequired, Length
 
 ROLE_CHOICES = [(r.value, r.label) for r in Role]
 
@@ -22,3 +22,15 @@ class RoleForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button that changes something: CSRF only."""
+
+
+class DeleteForm(FlaskForm):
+    """Permanent deletion: where the recordings go, and an explicit confirmation."""
+
+    transfer_to = SelectField("Their recordings", choices=[("", "Delete them")], default="")
+    confirm = BooleanField("I understand this permanently deletes this member's data and cannot be undone.",
+                           validators=[DataRequired("Tick the box to confirm the permanent deletion.")])
+
+    def set_candidates(self, candidates) -> None:
+        self.transfer_to.choices = [("", "Delete them")] + [
+            (str(u.id), f"Transfer them to {u.display_name} ({u.email})") for u in candidates]

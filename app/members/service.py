@@ -98,6 +98,53 @@ def reactivate(user: User, *, actor: User | None, actor_label: str | None = None
     record(user.workspace_id, "member.reactivated", actor=actor, actor_label=actor_label, target=user)
 
 
+def is_idp_managed(user: User) -> bool:
+    """Provisioned over SCIM: the identity provider decides whether they are active."""
+    return user.source == UserSource.scim.value
+
+
+def _idp_managed_refusal(user: User, verb: str) -> MemberError:
+    return MemberError(f"{user.email} is managed by your identity provider (SCIM): {verb} them there, "
+                       f"or tick “Override” to {verb} them here anyway (the next update from the identity "
+                       f"provider may undo it).")
+
+
+def admin_deactivate(user: User, *, actor: User, override: bool = False) -> None:
+    """Deactivation from member management; SCIM-managed members need the override."""
+    if user.id == actor.id:
+        raise MemberError("You cannot deactivate yourself. Ask another admin.")
+    if is_idp_managed(user) and not override:
+        raise _idp_managed_refusal(user, "deactivate")
+    deactivate(user, actor=actor)
+    if is_idp_managed(user):
+        record(user.workspace_id, "member.idp_override", actor=actor, target=user, change="deactivate")
+
+
+def admin_reactivate(user: User, *, actor: User, override: bool = False) -> None:
+    from app.members.deletion import active_purge
+    if active_purge(user.workspace_id, user.id) is not None:
+        raise MemberError(f"{user.email} is being deleted permanently; they cannot be reactivated.")
+    if is_idp_managed(user) and not override:
+        raise _idp_managed_refusal(user, "reactivate")
+    reactivate(user, actor=actor)
+    if is_idp_managed(user):
+        record(user.workspace_id, "member.idp_override", actor=actor, target=user, change="reactivate")
+
+
+def groups_by_user(workspace_id: int, user_ids: list[int]) -> dict[int, list[str]]:
+    """Group names (from SCIM) of the listed members, in one query."""
+    from app.models.scim import Group, GroupMember
+    if not user_ids:
+        return {}
+    rows = db.session.execute(select(GroupMember.user_id, Group.display_name).join(Group, Group.id == GroupMember.group_id)
+                              .where(GroupMember.workspace_id == workspace_id, GroupMember.user_id.in_(user_ids))
+                              .order_by(Group.display_name_normalized))
+    groups: dict[int, list[str]] = {}
+    for user_id, name in rows:
+        groups.setdefault(user_id, []).append(name)
+    return groups
+
+
 def notify_admins(workspace_id: int, subject: str, template: str, *, excluding: set[int] = frozenset(), **context) -> None:
     admins = db.session.scalars(select(User).where(User.workspace_id == workspace_id, User.role == Role.admin.value,
                                                    User.status == UserStatus.active.value)).all()
@@ -111,7 +158,8 @@ def notify_admins(workspace_id: int, subject: str, template: str, *, excluding: 
 PAGE_SIZE = 25
 
 
-def search_members(workspace_id: int, *, q: str = "", status: str = "", role: str = "", page: int = 1):
+def search_members(workspace_id: int, *, q: str = "", status: str = "", role: str = "", source: str = "",
+                   page: int = 1):
     query = select(User).where(User.workspace_id == workspace_id)
     if q:
         like = "%" + q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -120,6 +168,8 @@ def search_members(workspace_id: int, *, q: str = "", status: str = "", role: st
         query = query.where(User.status == status)
     if role in {r.value for r in Role}:
         query = query.where(User.role == role)
+    if source in {s.value for s in UserSource}:
+        query = query.where(User.source == source)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
     members = db.session.scalars(query.order_by(User.email_normalized, User.id).limit(PAGE_SIZE)
                                  .offset((page - 1) * PAGE_SIZE)).all()

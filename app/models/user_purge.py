@@ -34,6 +34,9 @@ class UserPurge(Base):
     # What the admin saw while it runs; replaced by the pseudonym once done.
     user_label: Mapped[str] = mapped_column(String(254))
     requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # Transfer chosen: recordings go to transfer_to_id; if that member disappears
+    # meanwhile the purge stops rather than delete what was meant to be kept.
+    transfer_recordings: Mapped[bool] = mapped_column(default=False)
     transfer_to_id: Mapped[int | None] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     state: Mapped[str] = mapped_column(String(16), default=PurgeState.queued.value)
     # Rows handled so far, per step ({"recordings": 120, "scim_log": 40, ...}); what was found at the start.

@@ -1,0 +1,223 @@
+"""Member management: source and groups, SCIM-managed members, permanent deletion
+(confirm, transfer, the purge job with a real RQ worker), CSRF and bad input."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AuditEvent, EmailToken, Recording, User
+from app.models.scim import Group, GroupMember
+from app.models.user_purge import UserPurge
+from tests.conftest import csrf_token_from, sign_in
+
+
+def add_recordings(user, n):
+    db.session.add_all([Recording(workspace_id=user.workspace_id, owner_id=user.id, title=f"Demo {i}",
+                                  duration_seconds=60) for i in range(n)])
+    db.session.commit()
+
+
+def count(model, *where):
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+@pytest.fixture
+def leaver(workspace, make_user):
+    return make_user(workspace, "leaver@acme.test", role="creator", status="deactivated", name="Lee Leaver")
+
+
+# --- the list --------------------------------------------------------------------------------
+
+def test_list_shows_source_and_groups(admin_client, workspace, make_user):
+    scim_user = make_user(workspace, "okta.user@acme.test", source="scim")
+    make_user(workspace, "jit@acme.test", source="sso_jit")
+    group = Group(workspace_id=workspace.id)
+    group.set_display_name("Engineering")
+    db.session.add(group)
+    db.session.flush()
+    db.session.add(GroupMember(group_id=group.id, user_id=scim_user.id, workspace_id=workspace.id))
+    db.session.commit()
+
+    html = admin_client.get("/settings/members").get_data(as_text=True)
+    row = re.search(r'<tr id="member-%d">.*?</tr>' % scim_user.id, html, re.S).group(0)
+    assert "SCIM" in row and "Engineering" in row and "Managed by your identity provider" in row
+    assert "SSO (JIT)" in html
+    filtered = admin_client.get("/settings/members?source=scim").get_data(as_text=True)
+    assert "okta.user@acme.test" in filtered and "jit@acme.test" not in filtered
+
+
+@pytest.mark.parametrize("query", ["page=-5", "page=abc", "status=bogus&role=%00", "q=" + "%" * 300,
+                                   "source=nope", "q=%5C%25_"])
+def test_bad_filters_never_fail(admin_client, query):
+    response = admin_client.get(f"/settings/members?{query}")
+    assert response.status_code == 200
+
+
+# --- SCIM-managed members --------------------------------------------------------------------
+
+def test_scim_managed_member_needs_the_override(admin_client, workspace, make_user):
+    user = make_user(workspace, "okta.user@acme.test", source="scim")
+    response = admin_client.post(f"/settings/members/{user.id}/deactivate", follow_redirects=True)
+    assert "managed by your identity provider" in response.get_data(as_text=True)
+    assert db.session.get(User, user.id).status == "active"
+
+    admin_client.post(f"/settings/members/{user.id}/deactivate", data={"override": "1"})
+    assert db.session.get(User, user.id).status == "deactivated"
+    assert count(AuditEvent, AuditEvent.action == "member.idp_override") == 1
+
+    admin_client.post(f"/settings/members/{user.id}/reactivate")
+    assert db.session.get(User, user.id).status == "deactivated"
+    admin_client.post(f"/settings/members/{user.id}/reactivate", data={"override": "1"})
+    assert db.session.get(User, user.id).status == "active"
+
+
+def test_other_members_need_no_override(admin_client, workspace, make_user):
+    user = make_user(workspace, "pw@acme.test")
+    admin_client.post(f"/settings/members/{user.id}/deactivate")
+    assert db.session.get(User, user.id).status == "deactivated"
+
+
+# --- permanent deletion ----------------------------------------------------------------------
+
+def test_confirm_page_names_what_will_be_deleted(admin_client, leaver):
+    add_recordings(leaver, 3)
+    html = admin_client.get(f"/settings/members/{leaver.id}/delete").get_data(as_text=True)
+    assert "Delete leaver@acme.test permanently?" in html
+    assert "<strong>3</strong> recordings" in html
+    assert "Transfer them to Admin (admin@acme.test)" in html
+
+
+def test_only_deactivated_members_can_be_deleted(admin_client, workspace, make_user):
+    active = make_user(workspace, "active@acme.test")
+    response = admin_client.get(f"/settings/members/{active.id}/delete")
+    assert response.status_code == 409 and "Deactivate first" in response.get_data(as_text=True)
+    response = admin_client.post(f"/settings/members/{active.id}/delete", data={"confirm": "y"})
+    assert response.status_code == 409
+    assert count(UserPurge) == 0
+
+
+def test_delete_needs_the_confirmation_and_a_valid_target(admin_client, leaver, make_workspace):
+    response = admin_client.post(f"/settings/members/{leaver.id}/delete", data={})
+    assert response.status_code == 422 and "Tick the box" in response.get_data(as_text=True)
+    other = make_workspace("Globex", "enterprise", "boss@globex.test")
+    outsider = db.session.scalar(select(User).where(User.workspace_id == other.id))
+    for target in (str(outsider.id), str(leaver.id), "abc", "99999"):
+        response = admin_client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y",
+                                                                                     "transfer_to": target})
+        assert response.status_code == 422
+    assert count(UserPurge) == 0
+
+
+def test_other_workspaces_members_are_404(admin_client, make_workspace, make_user):
+    other = make_workspace("Globex", "enterprise", "boss@globex.test")
+    outsider = make_user(other, "gone@globex.test", status="deactivated")
+    assert admin_client.get(f"/settings/members/{outsider.id}/delete").status_code == 404
+    assert admin_client.post(f"/settings/members/{outsider.id}/delete", data={"confirm": "y"}).status_code == 404
+    purge = UserPurge(workspace_id=other.id, user_id=outsider.id, user_label="x")
+    db.session.add(purge)
+    db.session.commit()
+    assert admin_client.get(f"/settings/members/deletions/{purge.id}").status_code == 404
+
+
+def test_delete_runs_to_the_end_and_pseudonymises(admin_client, admin, leaver, workspace, jobs):
+    leaver_id = leaver.id
+    add_recordings(leaver, 7)
+    db.session.add(EmailToken(workspace_id=workspace.id, user_id=leaver.id, purpose="password_reset",
+                              token_hash="a" * 64, expires_at=leaver.created_at))
+    db.session.commit()
+    response = admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    assert response.status_code == 303
+    progress_url = response.headers["Location"]
+    page = admin_client.get(progress_url).get_data(as_text=True)
+    assert "Waiting to start" in page and 'hx-trigger="every 1s"' in page
+
+    jobs()
+    fragment = admin_client.get(progress_url, headers={"HX-Request": "true"})
+    html = fragment.get_data(as_text=True)
+    assert "Deleted" in html and "hx-trigger" not in html and "<html" not in html
+    assert "Recordings deleted</dt>\n    <dd>7 of 7" in html
+    assert db.session.get(User, leaver_id) is None
+    assert count(Recording, Recording.owner_id == leaver_id) == 0
+    assert count(EmailToken, EmailToken.user_id == leaver_id) == 0
+
+    audit = admin_client.get("/settings/audit").get_data(as_text=True)
+    assert "leaver@acme.test" not in audit
+    purge = db.session.scalar(select(UserPurge))
+    assert f"Deleted user #{purge.id}" in audit and "member.purged" in audit
+
+
+def test_transfer_keeps_the_recordings(admin_client, admin, leaver, jobs):
+    leaver_id = leaver.id
+    add_recordings(leaver, 4)
+    response = admin_client.post(f"/settings/members/{leaver_id}/delete",
+                                 data={"confirm": "y", "transfer_to": str(admin.id)})
+    assert response.status_code == 303
+    jobs()
+    assert count(Recording, Recording.owner_id == admin.id) == 4
+    assert db.session.get(User, leaver_id) is None
+    library = admin_client.get("/library").get_data(as_text=True)
+    assert "Demo 3" in library
+
+
+def test_rerunning_a_finished_purge_changes_nothing(admin_client, leaver, jobs):
+    from jobs.members import purge_user
+    leaver_id, workspace_id = leaver.id, leaver.workspace_id
+    add_recordings(leaver, 2)
+    admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    jobs()
+    before = db.session.scalar(select(UserPurge)).counts
+    result = purge_user(workspace_id, leaver_id)
+    assert result["state"] == "done" and result["counts"] == before
+    assert count(AuditEvent, AuditEvent.action == "member.purged") == 1
+
+
+def test_reactivation_during_the_purge_stops_it(admin_client, leaver, jobs):
+    from app.members import deletion
+    add_recordings(leaver, 5)
+    admin_client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"})
+    purge = db.session.scalar(select(UserPurge))
+    # The IdP reactivates them (SCIM active=true) before the worker gets there.
+    user = db.session.get(User, leaver.id)
+    user.status = "active"
+    db.session.commit()
+    deletion.run(purge.id, batch_size=2)
+    db.session.refresh(purge)
+    assert purge.state == "failed" and "reactivated" in purge.error
+    assert count(Recording, Recording.owner_id == leaver.id) == 5
+
+
+def test_admin_cannot_reactivate_a_member_being_deleted(admin_client, leaver):
+    admin_client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"})
+    response = admin_client.post(f"/settings/members/{leaver.id}/reactivate", follow_redirects=True)
+    assert "being deleted permanently" in response.get_data(as_text=True)
+    assert db.session.get(User, leaver.id).status == "deactivated"
+
+
+# --- access ----------------------------------------------------------------------------------
+
+def test_non_admin_gets_403(client, workspace, make_user, leaver):
+    make_user(workspace, "creator@acme.test", role="creator")
+    sign_in(client, "creator@acme.test")
+    assert client.get("/settings/members").status_code == 403
+    assert client.get(f"/settings/members/{leaver.id}/delete").status_code == 403
+    assert client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"}).status_code == 403
+    assert count(UserPurge) == 0
+
+
+@pytest.mark.csrf
+def test_deletion_needs_the_csrf_token(client, admin, leaver):
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    step = client.post("/login", data={"email": admin.email, "csrf_token": token})
+    token = csrf_token_from(step.get_data(as_text=True))
+    client.post("/login/password", data={"email": admin.email, "password": "correct-horse-battery",
+                                         "csrf_token": token})
+    forged = client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"})
+    assert forged.status_code == 400 and "expired" in forged.get_data(as_text=True)
+    assert count(UserPurge) == 0
+    page = client.get(f"/settings/members/{leaver.id}/delete").get_data(as_text=True)
+    ok = client.post(f"/settings/members/{leaver.id}/delete",
+                     data={"confirm": "y", "csrf_token": csrf_token_from(page)})
+    assert ok.status_code == 303 and count(UserPurge) == 1
