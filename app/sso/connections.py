@@ -225,7 +225,9 @@ def mark_tested(conn: SsoConnection, *, actor: User | None) -> SsoConnection:
     for attr in ("idp_kind", "idp_entity_id", "sso_url", "metadata_url", "metadata_xml", "metadata_status",
                  "metadata_error", "metadata_fetched_at", "jit_enabled", "jit_role"):
         setattr(live, attr, getattr(conn, attr))
-    live.certificates = [_copy_cert(c, conn.workspace_id) for c in conn.certificates]
+    live.certificates.clear()
+    db.session.flush()  # delete the old rows before inserting copies (unique fingerprint per connection)
+    live.certificates.extend(_copy_cert(c, conn.workspace_id) for c in conn.certificates)
     live.tested_at = now
     live.updated_at = now
     record(conn.workspace_id, "sso.draft_promoted", actor=actor, target=live, outcome="success",

@@ -1,0 +1,372 @@
+"""The ACS end to end with a real IdP (keys and signatures made in the test):
+every refusal and attack the issue lists, and the happy path."""
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+from html import unescape
+
+import pytest
+from lxml import etree
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import AuditEvent, SamlLoginLog, SamlRequest, User
+from tests.support.saml_idp import NS, encode, make_key_and_cert
+from tests.support.sso import idp, last_log, signed_in_email, sso  # noqa: F401 (fixtures)
+
+
+def refusal(response, status=400):
+    html = unescape(response.get_data(as_text=True))
+    assert response.status_code == status, html[:600]
+    assert "Go to the sign-in page" in html or "Start signing in from Gatehouse" in html
+    return html
+
+
+# --- success ----------------------------------------------------------------------------------
+
+def test_member_signs_in_through_the_idp(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test", name="Ada Lovelace")
+    response = sso.sign_in(client, "ADA@acme.test")  # matched case-insensitively
+    assert response.status_code == 303 and response.headers["Location"] == "/library"
+    assert signed_in_email(client) == "ada@acme.test"
+    entry = last_log(sso.workspace.id)
+    assert entry.outcome == "success" and entry.email == "ADA@acme.test" and entry.user_id is not None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.signed_in"))
+    assert event.details["method"] == "sso"
+    assert db.session.scalar(select(SamlRequest)) is None  # the request was consumed
+
+
+def test_session_capped_by_session_not_on_or_after(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    limit = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=30)
+    assert sso.sign_in(client, "ada@acme.test", session_not_on_or_after=limit).status_code == 303
+    with client.session_transaction() as session:
+        assert session["not_after"] == int(limit.timestamp()) and session["method"] == "sso"
+
+
+def test_next_is_kept_only_for_our_own_origin(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client, sso.login_path + "?next=/settings/members?page=2")
+    response = sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state)
+    assert response.headers["Location"] == "/settings/members?page=2"
+    client.post("/logout")
+    started = sso.start(client, sso.login_path + "?next=https://evil.example/steal")
+    response = sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state)
+    assert response.headers["Location"] == "/library"
+
+
+def test_relay_state_pointing_at_another_origin_is_refused(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    response = sso.post(client, sso.response(started.request_id, "ada@acme.test"), "https://evil.example/")
+    html = refusal(response)
+    assert "evil.example" not in response.headers.get("Location", "") and "expired" in html
+    assert signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "request_unknown"
+
+
+# --- unsolicited, request binding -------------------------------------------------------------
+
+def test_unsolicited_response_gets_the_explaining_page(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    response = sso.post(client, sso.response(None, "ada@acme.test"), None)
+    html = refusal(response)
+    assert "Start signing in from Gatehouse" in html and 'href="/login"' in html and "bookmark app" in html
+    assert signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "unsolicited_response"
+
+
+def test_response_without_in_response_to_is_refused_even_with_a_valid_relay_state(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    refusal(sso.post(client, sso.response(None, "ada@acme.test"), started.relay_state))
+    assert signed_in_email(client) is None
+
+
+def test_in_response_to_from_another_users_request(app, sso, make_user):
+    make_user(sso.workspace, "mallory@acme.test")
+    make_user(sso.workspace, "ada@acme.test")
+    mallory, victim = app.test_client(), app.test_client()
+    theirs, ours = sso.start(mallory), sso.start(victim)
+    # Mallory's own valid response, posted into the victim's browser with the victim's RelayState.
+    response = sso.post(victim, sso.response(theirs.request_id, "mallory@acme.test"), ours.relay_state)
+    refusal(response)
+    assert signed_in_email(victim) is None
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "in_response_to_mismatch"
+    assert entry.details == {"expected": ours.request_id, "received": theirs.request_id}
+
+
+def test_expired_request(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    req = db.session.scalar(select(SamlRequest))
+    req.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    db.session.commit()
+    html = refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
+    assert "took too long" in html
+
+
+@pytest.mark.parametrize("app_config", [{"BASE_URL": "https://localhost", "PRODUCTION": True}], indirect=True)
+def test_login_csrf_response_posted_into_another_browser(app, idp, workspace, make_user):  # noqa: F811
+    from tests.support.sso import setup_sso
+    sso = setup_sso(workspace, idp, base_url="https://localhost")
+    make_user(workspace, "ada@acme.test")
+    attacker, victim = app.test_client(), app.test_client()
+    started = sso.start(attacker, base_url="https://localhost")
+    cookie = attacker.get_cookie("gatehouse_saml_browser", path="/sso/saml/")
+    assert cookie is not None and cookie.secure and cookie.same_site == "None" and cookie.http_only
+    attack = sso.response(started.request_id, "ada@acme.test")
+    response = sso.post(victim, attack, started.relay_state, base_url="https://localhost")
+    html = refusal(response)
+    assert "different browser" in html
+    # The browser that started it still can (the request was not consumed by the refusal).
+    ok = sso.post(attacker, sso.response(started.request_id, "ada@acme.test"), started.relay_state,
+                  base_url="https://localhost")
+    assert ok.status_code == 303, ok.get_data(as_text=True)[:300]
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+def test_replay_in_a_new_session(app, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    first, second = app.test_client(), app.test_client()
+    started = sso.start(first)
+    posted = encode(sso.response(started.request_id, "ada@acme.test"))
+    assert sso.post(first, posted, started.relay_state).status_code == 303
+    refusal(sso.post(second, posted, started.relay_state))
+    assert signed_in_email(second) is None
+
+
+def test_same_assertion_id_accepted_once(app, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    one, two = app.test_client(), app.test_client()
+    a, b = sso.start(one), sso.start(two)
+    assert sso.post(one, sso.response(a.request_id, "ada@acme.test", assertion_id="_fixed"), a.relay_state
+                    ).status_code == 303
+    html = refusal(sso.post(two, sso.response(b.request_id, "ada@acme.test", assertion_id="_fixed"),
+                            b.relay_state))
+    assert "already used" in html and last_log(sso.workspace.id).error_code == "replay"
+
+
+# --- XML attacks ------------------------------------------------------------------------------
+
+def test_nameid_altered_after_signing(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    make_user(sso.workspace, "admin2@acme.test", role="admin")
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test")
+    root.find(".//saml:NameID", NS).text = "admin2@acme.test"
+    refusal(sso.post(client, root, started.relay_state))
+    assert signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "signature_invalid"
+
+
+def test_signature_wrapping_forged_assertion_with_the_signed_one_hidden(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    make_user(sso.workspace, "boss@acme.test", role="admin")
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test")
+    signed = root.find("saml:Assertion", NS)
+    forged = copy.deepcopy(signed)  # same ID, same (now invalid for it) signature
+    forged.find(".//saml:NameID", NS).text = "boss@acme.test"
+    extensions = etree.Element(f"{{{NS['samlp']}}}Extensions")
+    extensions.append(signed)  # the genuinely signed assertion, hidden where nobody reads it
+    root.insert(1, extensions)
+    root.append(forged)
+    refusal(sso.post(client, root, started.relay_state))
+    assert signed_in_email(client) is None
+
+
+def test_signature_wrapping_two_assertions(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    make_user(sso.workspace, "boss@acme.test", role="admin")
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test")
+    forged = copy.deepcopy(root.find("saml:Assertion", NS))
+    forged.set("ID", "_forged")
+    forged.remove(forged.find("ds:Signature", NS))
+    forged.find(".//saml:NameID", NS).text = "boss@acme.test"
+    root.insert(2, forged)  # before the signed one: a naive reader takes the first assertion
+    refusal(sso.post(client, root, started.relay_state))
+    assert signed_in_email(client) is None
+
+
+def test_xml_comment_inside_the_nameid_does_not_truncate_it(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test", role="admin")
+    started = sso.start(client)
+    # The attacker owns "ada@acme.test.evil.example" at the IdP; the comment is added after
+    # signing (exclusive c14n drops comments, so the signature still verifies).
+    root = sso.response(started.request_id, "ada@acme.test.evil.example")
+    nameid = root.find(".//saml:NameID", NS)
+    nameid.text = "ada@acme.test"
+    comment = etree.Comment("")
+    comment.tail = ".evil.example"
+    nameid.append(comment)
+    assert b"ada@acme.test<!---->.evil.example" in etree.tostring(root)
+    html = refusal(sso.post(client, root, started.relay_state), 403)
+    assert "domain isn't authorized" in html
+    assert signed_in_email(client) is None
+    assert last_log(sso.workspace.id).email == "ada@acme.test.evil.example"
+
+
+@pytest.mark.parametrize("doc", [
+    '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+    '<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_x" Version="2.0">&b;</samlp:Response>',
+    '<!DOCTYPE r SYSTEM "file:///etc/passwd"><samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"/>',
+    "<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'><unclosed>",
+])
+def test_doctype_entities_and_broken_xml_are_a_400(client, sso, doc):
+    started = sso.start(client)
+    html = refusal(sso.post(client, base64.b64encode(doc.encode()).decode(), started.relay_state))
+    assert "couldn't read" in html
+    assert last_log(sso.workspace.id).error_code == "malformed_response"
+
+
+@pytest.mark.parametrize("posted", ["%%% not base64 %%%", "", "A" * 300_000])
+def test_bad_base64_missing_and_huge_responses_are_a_400(client, sso, posted):
+    refusal(client.post(sso.acs_path, data={"SAMLResponse": posted, "RelayState": "x"}))
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+def test_unknown_or_retired_certificate_is_refused_with_both_fingerprints(client, sso, make_user):
+    from app.sso.metadata import read_certificate
+    make_user(sso.workspace, "ada@acme.test")
+    other = make_key_and_cert("someone-else")
+    started = sso.start(client)
+    refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test", keys=other), started.relay_state))
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "signature_invalid"
+    assert entry.details["expected"] == read_certificate(sso.idp.cert_pem.decode()).fingerprint
+    assert entry.details["received"] == read_certificate(other[1].decode()).fingerprint
+
+
+def test_two_certificates_during_rotation_then_the_old_one_retired(app, sso, make_user, admin):
+    from app.sso import connections
+    from app.sso.metadata import read_certificate
+    make_user(sso.workspace, "ada@acme.test")
+    new_keys = make_key_and_cert("idp-2027")
+    # A live connection: adding a certificate stages a draft; a test of the draft promotes it.
+    connections.add_certificate(sso.workspace.id, new_keys[1].decode(), actor=admin)
+    staged = connections.staged_connection(sso.workspace.id)
+    connections.mark_tested(staged, actor=admin)
+    db.session.commit()
+    live = connections.live_connection(sso.workspace.id)
+    assert len(live.certificates) == 2 and live.is_on
+    for keys in (sso.idp.keys, new_keys):
+        client = app.test_client()
+        assert sso.sign_in(client, "ada@acme.test", keys=keys).status_code == 303
+    old = read_certificate(sso.idp.cert_pem.decode()).fingerprint
+    connections.remove_certificate(sso.workspace.id, old, actor=admin)
+    connections.mark_tested(connections.staged_connection(sso.workspace.id), actor=admin)
+    db.session.commit()
+    client = app.test_client()
+    refusal(sso.sign_in(client, "ada@acme.test", keys=sso.idp.keys))
+    assert sso.sign_in(app.test_client(), "ada@acme.test", keys=new_keys).status_code == 303
+
+
+# --- audience, recipient, destination, issuer, status -------------------------------------------
+
+@pytest.mark.parametrize("field, value, code", [
+    ("audience", "https://other-sp.example/metadata", "wrong_audience"),
+    ("audience", None, "wrong_audience"),  # python3-saml accepts a missing AudienceRestriction
+    ("recipient", "https://evil.example/?x=http://localhost/sso/saml/CID/acs", "wrong_recipient"),
+    ("destination", "https://other-sp.example/acs", "wrong_destination"),
+    ("status", "urn:oasis:names:tc:SAML:2.0:status:Responder", "status_not_success"),
+])
+def test_misconfigured_responses_are_explained(client, sso, make_user, field, value, code):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    if isinstance(value, str):
+        value = value.replace("CID", sso.connection_id)
+    root = sso.response(started.request_id, "ada@acme.test", **{field: value})
+    refusal(sso.post(client, root, started.relay_state))
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == code, entry.trace
+    if code != "status_not_success":
+        assert entry.details["received"] == (value or "(none)")
+
+
+def test_wrong_issuer(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    sso.idp.entity_id = "https://impostor.example/"
+    refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
+    assert last_log(sso.workspace.id).error_code == "wrong_issuer"
+
+
+# --- time -------------------------------------------------------------------------------------
+
+def test_clock_skew_at_the_limit_is_accepted(client, sso, make_user, app):
+    make_user(sso.workspace, "ada@acme.test")
+    skew = app.config["SAML_CLOCK_SKEW_SECONDS"]
+    started = sso.start(client)
+    idp_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=skew)
+    response = sso.post(client, sso.response(started.request_id, "ada@acme.test", now=idp_now), started.relay_state)
+    assert response.status_code == 303
+
+
+@pytest.mark.parametrize("offset", [+150, -(300 + 120 + 5)])
+def test_clock_skew_beyond_the_limit_is_refused_with_the_difference(client, sso, make_user, offset):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    idp_now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset)
+    refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test", now=idp_now), started.relay_state))
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "time_window"
+    assert abs(entry.details["clock_difference_seconds"] - offset) <= 3
+
+
+# --- who may sign in --------------------------------------------------------------------------
+
+def test_deactivated_user_is_refused_with_403(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test", status="deactivated")
+    html = refusal(sso.sign_in(client, "ada@acme.test"), 403)
+    assert "deactivated" in html and signed_in_email(client) is None
+
+
+def test_domain_not_authorized_is_a_403(client, sso, make_user):
+    make_user(sso.workspace, "bob@elsewhere.example")
+    html = refusal(sso.sign_in(client, "bob@elsewhere.example"), 403)
+    assert "isn't authorized" in html
+    assert last_log(sso.workspace.id).error_code == "domain_not_authorized"
+
+
+def test_nameid_that_is_not_an_email(client, sso):
+    refusal(sso.sign_in(client, "not-an-email"))
+    assert last_log(sso.workspace.id).error_code == "nameid_not_email"
+
+
+def test_unknown_user_refused_unless_jit_creates_them(client, sso, admin):
+    from app.sso import connections
+    refusal(sso.sign_in(client, "newbie@acme.test"), 403)
+    assert last_log(sso.workspace.id).error_code == "user_unknown"
+    connections.set_jit(sso.workspace.id, enabled=True, role="creator", actor=admin)
+    db.session.commit()
+    response = sso.sign_in(client, "newbie@acme.test", attributes={"firstName": ["New"], "lastName": ["Bie"]})
+    assert response.status_code == 303
+    user = db.session.scalar(select(User).where(User.email_normalized == "newbie@acme.test"))
+    assert (user.role, user.source, user.name) == ("creator", "sso_jit", "New Bie")
+
+
+def test_connection_turned_off_refuses_start(client, sso, admin):
+    from app.sso import connections
+    connections.disable(sso.workspace.id, actor=admin)
+    db.session.commit()
+    response = client.get(sso.login_path)
+    assert response.status_code == 400 and "isn't turned on" in unescape(response.get_data(as_text=True))
+
+
+def test_unknown_connection_is_404(client):
+    assert client.get("/sso/saml/0000-aaaaa0000/login").status_code == 404
+    assert client.post("/sso/saml/not-a-cid/acs", data={"SAMLResponse": "x"}).status_code == 404
+
+
+def test_login_log_keeps_no_raw_assertion(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    sso.sign_in(client, "ada@acme.test")
+    for entry in db.session.scalars(select(SamlLoginLog)):
+        assert entry.trace is None or ("<saml" not in entry.trace and len(entry.trace) <= 2000)
