@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask
 
 
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    # GATEHOUSE_INSTANCE moves instance/ (secrets, SQLite, mail, embedded Redis) elsewhere.
+    app = Flask(__name__, instance_path=os.environ.get("GATEHOUSE_INSTANCE") or None, instance_relative_config=True)
     from app.config import load_config
     app.config.update(load_config(app.instance_path))
     if config:

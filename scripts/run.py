@@ -26,25 +26,30 @@ def say(message: str) -> None:
 
 
 def spawn(name: str, argv: list[str], env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True)
+    # Children log to stderr: stdout carries only the two lines a newcomer needs.
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True, stdout=sys.stderr)
     children.append((name, proc))
     return proc
 
 
 def stop_all(*_args) -> None:
-    for name, proc in reversed(children):
-        if proc.poll() is None:
+    """Stop the app processes first and Redis last, so workers can release their locks."""
+    app_procs = [(n, p) for n, p in children if n != "valkey"]
+    for group in (app_procs, [(n, p) for n, p in children if n == "valkey"]):
+        for name, proc in group:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for name, proc in group:
             try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + 10
-    for name, proc in reversed(children):
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            say(f"{name} did not stop in time; killing it")
-            os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop in time; killing it")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     children.clear()
 
 
@@ -84,15 +89,16 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     port = os.environ.get("PORT", "5000")
     env = dict(os.environ)
-    instance = ROOT / "instance"
+    instance = Path(env.get("GATEHOUSE_INSTANCE") or ROOT / "instance")
     instance.mkdir(exist_ok=True)
     try:
         if not env.get("REDIS_URL"):
             env["REDIS_URL"] = start_embedded_redis(instance, env)
             say(f"embedded Redis-compatible server on {env['REDIS_URL']}")
         flask = [str(BIN / "flask"), "--app", "wsgi"]
-        subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True)
-        subprocess.run(flask + ["seed-demo"], cwd=ROOT, env=env, check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(flask + ["db", "upgrade"], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
+        subprocess.run(flask + ["seed-demo"], cwd=ROOT, env=env, check=True, stdout=sys.stderr,
+                       stderr=subprocess.DEVNULL)
         spawn("web", [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
                       "--access-logfile", "-", "--graceful-timeout", "5", "wsgi:app"], env)
         spawn("worker", [str(BIN / "rq"), "worker", "--url", env["REDIS_URL"], "-w", "jobs.worker.AppWorker",
