@@ -1,0 +1,198 @@
+"""Verification by email: a real SMTP server captures the message, the link is
+followed with a real client (no sign-in), and the admin's row changes."""
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import select, update
+
+from app.extensions import db
+from app.models import AuditEvent, Domain, OutboundEmail, utcnow
+from tests.conftest import csrf_token_from
+
+FRAGMENT = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def jobs(jobs):
+    def run(**kw):
+        db.session.commit()
+        jobs(**kw)
+        db.session.commit()
+    return run
+
+
+def add_by_email(client, name="acme.test", inbox="hostmaster"):
+    response = client.post("/settings/domains", data={"name": name, "method": "email", "inbox": inbox})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    return db.session.scalar(select(Domain).where(Domain.name == name))
+
+
+def link_in(smtp, to):
+    (message,) = smtp.inbox.to(to)
+    text = smtp.inbox.text(message)
+    html = message.get_body(preferencelist=("html",)).get_content()
+    link = re.search(r"https?://\S+/domains/verify/([\w-]+)", text)
+    assert link and link.group(0) in html
+    return message, "/domains/verify/" + link.group(1)
+
+
+def test_email_link_verifies_after_confirming(mail_app, smtp, admin_client, app, jobs, workspace):
+    domain = add_by_email(admin_client)
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert "Pending validation" in row and "Sending a verification link to <strong>hostmaster@acme.test" in row
+    jobs()  # the RQ job delivers the email
+    message, path = link_in(smtp, "hostmaster@acme.test")
+    assert message["Subject"] == "Verify acme.test for Acme on Gatehouse"
+    assert "expires on" in smtp.inbox.text(message)
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert "We emailed a verification link to <strong>hostmaster@acme.test</strong>" in row
+    assert db.session.scalar(select(Domain.email_token_hash)) != path.rsplit("/", 1)[1]  # stored hashed
+
+    stranger = app.test_client()  # the person at the inbox: not signed in
+    page = stranger.get(path)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "acme.test" in html and "<strong>Acme</strong>" in html and "Verify acme.test for Acme" in html
+    db.session.expire_all()
+    assert db.session.get(Domain, domain.id).status == "pending"  # a GET (mail scanner prefetch) verifies nothing
+
+    done = stranger.post(path)
+    assert done.status_code == 200 and "acme.test is verified" in done.get_data(as_text=True)
+    db.session.expire_all()
+    domain = db.session.get(Domain, domain.id)
+    assert domain.status == "verified" and domain.verified_by == "hostmaster@acme.test (emailed link)"
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert "Verified" in row and "hx-trigger" not in row
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.workspace_id == workspace.id)).all()
+    assert "domain.email_sent" in actions and actions[-1] == "domain.verified"
+
+    again = stranger.post(path)  # single use
+    assert again.status_code == 410 and "already been used" in again.get_data(as_text=True)
+    assert stranger.get(path).status_code == 410
+
+
+def test_expired_link(mail_app, smtp, admin_client, app, jobs):
+    add_by_email(admin_client)
+    jobs()
+    _, path = link_in(smtp, "hostmaster@acme.test")
+    db.session.execute(update(Domain).values(email_token_expires_at=utcnow() - dt.timedelta(minutes=1)))
+    db.session.commit()
+    page = app.test_client().get(path)
+    assert page.status_code == 410 and "This link expired on" in page.get_data(as_text=True)
+    assert app.test_client().post(path).status_code == 410
+    assert db.session.scalar(select(Domain.status)) == "pending"
+
+
+def test_unknown_and_replaced_links(mail_app, smtp, admin_client, app, jobs):
+    domain = add_by_email(admin_client)
+    jobs()
+    _, first = link_in(smtp, "hostmaster@acme.test")
+    assert app.test_client().get("/domains/verify/not-a-real-token").status_code == 404
+    assert app.test_client().get("/domains/verify/" + "x" * 500).status_code == 404
+    db.session.execute(update(OutboundEmail).values(created_at=utcnow() - dt.timedelta(minutes=2)))
+    db.session.commit()
+    assert admin_client.post(f"/settings/domains/{domain.id}/resend").status_code == 303
+    jobs()
+    assert len(smtp.inbox) == 2
+    page = app.test_client().get(first)  # the older link no longer works
+    assert page.status_code == 404 and "only the latest link works" in page.get_data(as_text=True)
+
+
+def test_link_names_its_own_workspace_and_never_touches_another(mail_app, smtp, admin_client, app, jobs,
+                                                                make_workspace):
+    from tests.conftest import sign_in
+    add_by_email(admin_client)
+    jobs()
+    _, path = link_in(smtp, "hostmaster@acme.test")
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    globex_admin = app.test_client()
+    sign_in(globex_admin, "admin@globex.test")
+    page = globex_admin.get(path).get_data(as_text=True)
+    assert "<strong>Acme</strong>" in page and "Globex" not in page.split('id="main"', 1)[1].split("</section>")[0]
+    assert globex_admin.post(path).status_code == 200
+    db.session.expire_all()
+    (domain,) = db.session.scalars(select(Domain)).all()
+    assert domain.workspace_id != globex.id and domain.status == "verified"
+
+
+def test_link_refused_when_another_workspace_verified_first(mail_app, smtp, admin_client, app, jobs, make_workspace):
+    from app.domains.service import add_domain
+    add_by_email(admin_client)
+    jobs()
+    _, path = link_in(smtp, "hostmaster@acme.test")
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    add_domain(globex, "acme.test", verified=True)
+    db.session.commit()
+    response = app.test_client().post(path)
+    assert response.status_code == 409 and "another workspace has already verified it" in response.get_data(
+        as_text=True)
+    assert sorted(db.session.scalars(select(Domain.status))) == ["pending", "verified"]
+
+
+def test_smtp_failure_is_retried_and_shown_on_the_row(app, admin_client, jobs):
+    from tests.support.servers import free_port
+    app.config["SMTP_URL"] = f"smtp://127.0.0.1:{free_port()}"  # nobody listening
+    domain = add_by_email(admin_client)
+    jobs()
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert "email not sent yet: the mail server refused the connection (we will retry)" in row
+    assert 'hx-trigger="every 3s"' in row
+
+
+def test_resend_is_rate_limited(mail_app, smtp, admin_client, jobs):
+    domain = add_by_email(admin_client)
+    response = admin_client.post(f"/settings/domains/{domain.id}/resend", headers=FRAGMENT)
+    assert response.status_code == 422
+    assert "An email was sent less than a minute ago" in response.get_data(as_text=True)
+    for _ in range(4):
+        db.session.execute(update(OutboundEmail).values(created_at=utcnow() - dt.timedelta(minutes=5)))
+        db.session.commit()
+        assert admin_client.post(f"/settings/domains/{domain.id}/resend", headers=FRAGMENT).status_code == 200
+    db.session.execute(update(OutboundEmail).values(created_at=utcnow() - dt.timedelta(minutes=5)))
+    db.session.commit()
+    response = admin_client.post(f"/settings/domains/{domain.id}/resend", headers=FRAGMENT)
+    assert response.status_code == 422 and "5 emails were sent for acme.test today" in response.get_data(as_text=True)
+
+
+def test_switching_to_email_and_back(mail_app, smtp, admin_client, jobs, workspace):
+    response = admin_client.post("/settings/domains", data={"name": "acme.test", "method": "dns", "inbox": "admin"})
+    domain = db.session.scalar(select(Domain))
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "email", "inbox": "webmaster"},
+                                 headers=FRAGMENT)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Email to webmaster@acme.test" in html and "Resend email" in html
+    jobs()
+    link_in(smtp, "webmaster@acme.test")
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "dns"}, headers=FRAGMENT)
+    assert "_gatehouse-challenge.acme.test" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Domain, domain.id).email_token_hash is None  # the emailed link is void
+    actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.action == "domain.method_changed")).all()
+    assert len(actions) == 2
+
+
+def sign_in_with_csrf(client, email):
+    from tests.conftest import PASSWORD
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    step = client.post("/login", data={"email": email, "csrf_token": token})
+    token = csrf_token_from(step.get_data(as_text=True))
+    assert client.post("/login/password", data={"email": email, "password": PASSWORD,
+                                                "csrf_token": token}).status_code == 303
+    return client
+
+
+@pytest.mark.csrf
+def test_confirm_page_post_needs_its_csrf_token(mail_app, smtp, client, admin, app, jobs):
+    admin_client = sign_in_with_csrf(client, admin.email)
+    token = csrf_token_from(admin_client.get("/settings/security").get_data(as_text=True))
+    admin_client.post("/settings/domains", data={"name": "acme.test", "method": "email", "inbox": "admin",
+                                                 "csrf_token": token})
+    jobs()
+    _, path = link_in(smtp, "admin@acme.test")
+    stranger = app.test_client()
+    refused = stranger.post(path)
+    assert refused.status_code == 400 and "form has expired" in refused.get_data(as_text=True)
+    page = stranger.get(path).get_data(as_text=True)
+    assert stranger.post(path, data={"csrf_token": csrf_token_from(page)}).status_code == 200

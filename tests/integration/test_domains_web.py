@@ -1,0 +1,214 @@
+"""Settings → Security → Authorized domains, as an admin's browser (or htmx) sees it."""
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, update
+
+from app.domains.service import add_domain
+from app.extensions import db
+from app.models import AuditEvent, Domain, OutboundEmail, utcnow
+from tests.conftest import PASSWORD, csrf_token_from, sign_in
+
+FRAGMENT = {"HX-Request": "true"}
+
+
+def domains():
+    db.session.expire_all()
+    return db.session.scalars(select(Domain).order_by(Domain.id)).all()
+
+
+def test_section_on_the_security_page(admin_client):
+    html = admin_client.get("/settings/security").get_data(as_text=True)
+    assert 'id="domains"' in html and "Authorized domains" in html
+    assert "No domains yet" in html
+    assert "Members outside your authorized domains" in html and "admin@acme.test" in html
+    assert "Subdomains are covered by their verified parent" in html
+
+
+def test_one_url_serves_page_and_list_fragment(admin_client):
+    page = admin_client.get("/settings/domains")
+    assert page.status_code == 200 and "<html" in page.get_data(as_text=True)
+    fragment = admin_client.get("/settings/domains", headers=FRAGMENT)
+    html = fragment.get_data(as_text=True)
+    assert "<html" not in html and html.lstrip().startswith('<div id="domain-list">')
+    assert "HX-Request" in fragment.headers["Vary"]
+
+
+def test_add_with_htmx_returns_the_section_with_the_new_row(admin_client):
+    response = admin_client.post("/settings/domains", data={"name": "Bücher.example", "method": "dns",
+                                                            "inbox": "admin"}, headers=FRAGMENT)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert html.lstrip().startswith('<section class="card" id="domains"')
+    assert "bücher.example added" in html and "(xn--bcher-kva.example)" in html
+    assert "_gatehouse-challenge.xn--bcher-kva.example" in html and 'data-copy="gatehouse-domain-verification=' in html
+    assert "Hints for common DNS providers" in html
+
+
+@pytest.mark.parametrize("name, message", [
+    ("gmail.com", "public email provider"),
+    ("https://acme.com/", "without http://"),
+    ("acme.com:8443", "without a port number"),
+    ("203.0.113.9", "IP addresses cannot be authorized"),
+    ("*.acme.com", "without a wildcard"),
+    ("acme", "not a single word"),
+    ("co.uk", "public suffix"),
+    ("", "Enter a domain"),
+])
+def test_bad_domains_re_render_the_form_with_422(admin_client, name, message):
+    for headers in (FRAGMENT, {}):
+        response = admin_client.post("/settings/domains", data={"name": name, "method": "dns", "inbox": "admin"},
+                                     headers=headers)
+        assert response.status_code == 422
+        html = response.get_data(as_text=True)
+        assert message in html and 'aria-invalid="true"' in html
+        assert ("<html" in html) is not bool(headers)
+    assert domains() == []
+
+
+def test_domain_verified_elsewhere_refused_in_the_form(admin_client, make_workspace):
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    add_domain(globex, "shared.test", verified=True)
+    db.session.commit()
+    response = admin_client.post("/settings/domains", data={"name": "sub.shared.test", "method": "dns",
+                                                            "inbox": "admin"}, headers=FRAGMENT)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and "another workspace has already verified" in html and "Globex" not in html
+
+
+def test_without_javascript_forms_post_and_redirect(admin_client):
+    response = admin_client.post("/settings/domains", data={"name": "acme.test", "method": "dns", "inbox": "admin"})
+    assert response.status_code == 303 and response.headers["Location"].endswith("/settings/security#domains")
+    page = admin_client.get("/settings/security").get_data(as_text=True)
+    assert "acme.test added" in page and "Pending validation" in page
+    (domain,) = domains()
+    assert admin_client.get(f"/settings/domains/{domain.id}").status_code == 303  # the row URL, without htmx
+    assert admin_client.post(f"/settings/domains/{domain.id}/check").status_code == 303
+    assert "Checking DNS for acme.test now" in admin_client.get("/settings/security").get_data(as_text=True)
+
+
+def test_remove_confirm_says_what_happens_to_sso(admin_client, workspace, make_user):
+    domain = add_domain(workspace, "acme.test", verified=True)
+    make_user(workspace, "grace@acme.test", name="Grace Hopper")
+    db.session.commit()
+    page = admin_client.get(f"/settings/domains/{domain.id}/remove").get_data(as_text=True)
+    assert "no longer be authorized" in page and "blocked from signing in" in page
+    assert "Grace Hopper" in page and "2 members would be affected" in page
+    response = admin_client.post(f"/settings/domains/{domain.id}/remove")
+    assert response.status_code == 303
+    assert "acme.test removed. SSO enforcement no longer applies to it." in admin_client.get(
+        "/settings/security").get_data(as_text=True)
+    assert domains() == []
+    assert db.session.scalar(select(AuditEvent.action).order_by(AuditEvent.id.desc()).limit(1)) == "domain.removed"
+
+
+def test_pending_domain_removal_says_it_changes_nothing(admin_client, workspace):
+    domain = add_domain(workspace, "acme.test")
+    db.session.commit()
+    page = admin_client.get(f"/settings/domains/{domain.id}/remove").get_data(as_text=True)
+    assert "changes nothing for SSO enforcement" in page
+
+
+def test_switch_method_refused_on_a_verified_domain(admin_client, workspace):
+    domain = add_domain(workspace, "acme.test", verified=True)
+    db.session.commit()
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "email", "inbox": "admin"},
+                                 headers=FRAGMENT)
+    assert response.status_code == 422 and "already verified; remove it first" in response.get_data(as_text=True)
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "pigeon"},
+                                 headers=FRAGMENT)
+    assert response.status_code == 422 and "Choose how to verify" in response.get_data(as_text=True)
+
+
+def test_outside_members_panel_fragment(admin_client, workspace, make_user):
+    make_user(workspace, "linus@freelance.test", name="Linus Contractor")
+    add_domain(workspace, "acme.test", verified=True)
+    db.session.commit()
+    html = admin_client.get("/settings/domains/outside-members", headers=FRAGMENT).get_data(as_text=True)
+    assert "Linus Contractor" in html and "linus@freelance.test" in html and "admin@acme.test" not in html
+    assert 'href="/settings/members?q=linus@freelance.test"' in html
+
+
+# --- access -----------------------------------------------------------------------------------------
+
+ACTIONS = ["check", "resend", "restart", "method", "remove"]
+
+
+def test_other_workspaces_domains_are_404(admin_client, make_workspace):
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    theirs = add_domain(globex, "globex.test")
+    db.session.commit()
+    assert admin_client.get(f"/settings/domains/{theirs.id}", headers=FRAGMENT).status_code == 404
+    for action in ACTIONS:
+        assert admin_client.post(f"/settings/domains/{theirs.id}/{action}").status_code == 404
+    assert domains()[0].status == "pending"
+
+
+def test_members_who_are_not_admins_get_403(client, workspace, make_user):
+    domain = add_domain(workspace, "acme.test")
+    db.session.commit()
+    make_user(workspace, "creator@acme.test", role="creator")
+    sign_in(client, "creator@acme.test")
+    assert client.get("/settings/domains").status_code == 403
+    assert client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).status_code == 403
+    assert client.post("/settings/domains", data={"name": "evil.test", "method": "dns"}).status_code == 403
+    for action in ACTIONS:
+        assert client.post(f"/settings/domains/{domain.id}/{action}").status_code == 403
+    assert [d.name for d in domains()] == ["acme.test"]
+
+
+def test_signed_out_htmx_poll_gets_401_with_redirect(client, workspace):
+    domain = add_domain(workspace, "acme.test")
+    db.session.commit()
+    response = client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT)
+    assert response.status_code == 401 and response.headers["HX-Redirect"] == "/login"
+
+
+def test_non_enterprise_workspaces_see_it_locked(client, make_workspace):
+    make_workspace("Small", plan="business", admin_email="admin@small.test")
+    sign_in(client, "admin@small.test")
+    page = client.get("/settings/security").get_data(as_text=True)
+    assert "Security features need the Enterprise plan" in page and 'id="domains"' not in page
+    response = client.post("/settings/domains", data={"name": "small.test", "method": "dns"})
+    assert response.status_code == 403 and "Authorized domains need the Enterprise plan" in response.get_data(
+        as_text=True)
+    assert client.get("/settings/domains").status_code == 403
+    assert domains() == []
+
+
+# --- CSRF on every action -----------------------------------------------------------------------
+
+def signed_in_with_csrf(client, email):
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    step = client.post("/login", data={"email": email, "csrf_token": token})
+    token = csrf_token_from(step.get_data(as_text=True))
+    assert client.post("/login/password", data={"email": email, "password": PASSWORD,
+                                                "csrf_token": token}).status_code == 303
+    return client
+
+
+@pytest.mark.csrf
+@pytest.mark.parametrize("action, data", [
+    ("add", {"name": "new.test", "method": "dns", "inbox": "admin"}),
+    ("check", {}), ("resend", {}), ("restart", {}), ("method", {"method": "email", "inbox": "admin"}),
+    ("remove", {}),
+])
+def test_every_action_needs_the_csrf_token(client, admin, workspace, action, data):
+    dns_domain = add_domain(workspace, "acme.test")
+    email_domain = add_domain(workspace, "acme.org", "email", inbox="admin")
+    dns_domain.status = "expired"
+    db.session.execute(update(OutboundEmail).values(created_at=utcnow() - dt.timedelta(minutes=5)))  # resend allowed
+    db.session.commit()
+    signed_in_with_csrf(client, admin.email)
+    target = email_domain if action == "resend" else dns_domain
+    url = "/settings/domains" if action == "add" else f"/settings/domains/{target.id}/{action}"
+    before = [(d.name, d.status, d.method, d.check_requested_at, d.email_token_hash) for d in domains()]
+    for headers in ({}, FRAGMENT, {**FRAGMENT, "X-CSRFToken": "forged"}):
+        response = client.post(url, data=data, headers=headers)
+        assert response.status_code == 400, (headers, response.get_data(as_text=True)[:300])
+        assert "form has expired" in response.get_data(as_text=True)
+    assert [(d.name, d.status, d.method, d.check_requested_at, d.email_token_hash) for d in domains()] == before
+    token = csrf_token_from(client.get("/settings/security").get_data(as_text=True))
+    response = client.post(url, data=data, headers={**FRAGMENT, "X-CSRFToken": token})
+    assert response.status_code in (200, 303), response.get_data(as_text=True)[:500]
+    assert [(d.name, d.status, d.method, d.check_requested_at, d.email_token_hash) for d in domains()] != before
