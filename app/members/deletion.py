@@ -92,7 +92,7 @@ def start(user: User, *, actor: User, transfer_to: User | None = None) -> UserPu
     purge = UserPurge(workspace_id=user.workspace_id, user_id=user.id, user_label=user.email,
                       requested_by_id=actor.id, transfer_recordings=transfer_to is not None,
                       transfer_to_id=transfer_to.id if transfer_to else None, state=PurgeState.queued.value,
-                      counts={}, expected={recordings_step: found.recordings, "group_memberships": found.groups,
+                      counts={}, expected={recordings_step: found.recordings, "scim_group_memberships": found.groups,
                                            "email_links": found.email_links, "emails": found.emails})
     db.session.add(purge)
     db.session.flush()
