@@ -18,3 +18,11 @@ def safe_next(target: str | None) -> str | None:
     if not parts.path.startswith("/") or parts.path.startswith("//"):
         return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def external_url(endpoint: str, **values) -> str:
+    """An absolute URL on BASE_URL, with or without a request (jobs, CLI, SCIM)."""
+    from urllib.parse import urlsplit as _split
+    base = _split(current_app.config["BASE_URL"])
+    adapter = current_app.url_map.bind(base.netloc, url_scheme=base.scheme)
+    return adapter.build(endpoint, values, force_external=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from flask import current_app, url_for
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -14,6 +13,7 @@ from app.auth import tokens
 from app.auth.policy import SignInMethod, sign_in_method
 from app.extensions import db
 from app.models import TokenPurpose, User, UserStatus
+from app.urls import external_url
 
 # A constant-time decoy so a missing account costs as much as a wrong password.
 _DECOY_HASH = generate_password_hash("decoy-password-never-matches")
@@ -73,7 +73,7 @@ def send_password_reset(email: str) -> None:
         if user.status == UserStatus.deactivated.value:
             continue
         secret = tokens.issue(user, TokenPurpose.password_reset)
-        link = current_app.config["BASE_URL"] + url_for("auth.reset_password", token=secret)
+        link = external_url("auth.reset_password", token=secret)
         mail.send(user.email, "Reset your Gatehouse password", "password_reset", workspace_id=user.workspace_id,
                   user=user, workspace=user.workspace, link=link)
         record(user.workspace_id, "auth.password_reset_requested", actor=user, target=user)

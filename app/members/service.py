@@ -1,7 +1,6 @@
 """Member management: invitations, roles, deactivation. Views call these; these never commit."""
 from __future__ import annotations
 
-from flask import current_app, url_for
 from sqlalchemy import func, or_, select
 
 from app import mail
@@ -10,6 +9,7 @@ from app.auth import tokens
 from app.extensions import db
 from app.members.admin_rule import ensure_admin_remains
 from app.models import Role, TokenPurpose, User, UserSource, UserStatus, Workspace, utcnow
+from app.urls import external_url
 
 
 class MemberError(ValueError):
@@ -50,7 +50,7 @@ def revoke_invitation(workspace: Workspace, user: User, *, actor: User) -> None:
 
 def _send_invitation(workspace: Workspace, user: User, actor: User) -> None:
     secret = tokens.issue(user, TokenPurpose.invitation)
-    link = current_app.config["BASE_URL"] + url_for("auth.accept_invitation", token=secret)
+    link = external_url("auth.accept_invitation", token=secret)
     mail.send(user.email, f"{actor.display_name} invited you to {workspace.name} on Gatehouse", "invitation",
               workspace_id=workspace.id, workspace=workspace, inviter=actor, link=link)
 
