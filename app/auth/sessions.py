@@ -63,13 +63,11 @@ def load_user(user_id: str) -> User | None:
 
 @login_manager.unauthorized_handler
 def unauthorized():
-    from app.htmx import wants_fragment
     if getattr(request, "htmx", None):
         # Never swap the login page into a fragment: tell htmx to navigate.
         response = current_app.response_class(status=401)
         response.headers["HX-Redirect"] = url_for("auth.login")
         return response
-    del wants_fragment
     if request.method == "GET":
         session["next"] = request.full_path if request.query_string else request.path
     return redirect(url_for("auth.login"))
