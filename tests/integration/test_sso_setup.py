@@ -1,0 +1,294 @@
+"""The admin's self-serve setup through the real pages: pick the IdP, give the
+metadata (XML, manual, URL fetched by a job), test, preview, turn on, staged
+changes, recovery codes, the login log; and enforcement at /login."""
+from __future__ import annotations
+
+import re
+import threading
+from html import unescape
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from app.extensions import db
+from app.models import AuditEvent, OutboundEmail, SsoConnection
+from app.models.sso import CONNECTION_ID_PATTERN
+from tests.conftest import PASSWORD, sign_in
+from tests.support.saml_idp import TestIdp, make_key_and_cert
+from tests.support.sso import SsoHarness, idp, last_log, setup_sso, signed_in_email, sso  # noqa: F401
+
+SSO = "/settings/security/sso"
+
+
+def page(client, url=f"/settings/security") -> str:
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return unescape(response.get_data(as_text=True))
+
+
+def harness(workspace, idp) -> SsoHarness:  # noqa: F811
+    conn = db.session.scalar(select(SsoConnection).where(SsoConnection.workspace_id == workspace.id,
+                                                         SsoConnection.is_staged.is_(False)))
+    return SsoHarness(workspace, idp, conn.connection_id)
+
+
+def run_test_login(client, h: SsoHarness, email: str, **kw):
+    """Press "Test connection", sign in at the IdP, come back: the result page."""
+    response = client.post(f"{SSO}/test")
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    started = h.started_from(response.headers["Location"])
+    response = h.post(client, h.response(started.request_id, email, **kw), started.relay_state)
+    assert response.status_code == 303 and "/settings/security/sso/tests/" in response.headers["Location"]
+    return page(client, response.headers["Location"])
+
+
+def test_full_self_serve_setup(admin_client, workspace, idp, make_user):  # noqa: F811
+    from app.domains.service import add_domain
+    add_domain(workspace, "acme.test", verified=True)
+    make_user(workspace, "ada@acme.test", name="Ada Lovelace")
+    make_user(workspace, "contractor@gmail.example", name="Carl Contractor")
+    db.session.commit()
+
+    html = page(admin_client)
+    assert "Single sign-on (SAML)" in html and '<option selected value="okta">Okta</option>' in html
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    html = page(admin_client)
+    cid = re.search(r'id="sso-connection-id">([^<]+)<', html).group(1)
+    assert re.match(CONNECTION_ID_PATTERN, cid)
+    assert f'data-copy="{cid}"' in html
+    assert f"http://localhost/sso/saml/{cid}/metadata" in html and f"http://localhost/sso/saml/{cid}/acs" in html
+    assert "Advanced Sign-on Settings" in html and "Bookmark App" in html and f"/sso/saml/{cid}/login" in html
+    assert 'disabled aria-disabled="true">Turn SSO on' in html and "Unlocks after a successful test" in html
+
+    response = admin_client.post(f"{SSO}/metadata-xml", data={"metadata_xml": idp.metadata()})
+    assert response.status_code == 303
+    html = page(admin_client)
+    assert idp.entity_id in html and "Expires" in html
+
+    h = SsoHarness(workspace, idp, cid)
+    result = run_test_login(admin_client, h, "ada@acme.test", attributes={
+        "firstName": ["Ada"], "lastName": ["Lovelace"], "groups": ["Engineering", "Admins"]})
+    assert "Test succeeded" in result and "ada@acme.test" in result and "Engineering, Admins" in result
+    assert "Ada Lovelace" in result
+    assert signed_in_email(admin_client) == "admin@acme.test"  # a test never switches the session
+
+    html = page(admin_client)
+    assert "Review and turn SSO on" in html
+    preview = page(admin_client, f"{SSO}/preview")
+    assert "Ada Lovelace" in preview and "Carl Contractor" in preview
+    assert re.search(r'id="sso-affected">.*admin@acme.test.*you', preview, re.S)
+    blocked = preview.split('id="sso-blocked"')[1]
+    assert "Carl Contractor" in blocked and "Ada Lovelace" not in blocked
+
+    assert admin_client.post(f"{SSO}/enable", data={}).status_code == 422  # must confirm
+    response = admin_client.post(f"{SSO}/enable", data={"confirm": "y"})
+    assert response.status_code == 200
+    codes = re.findall(r"<li><code>([a-z0-9-]{14})</code></li>", response.get_data(as_text=True))
+    assert len(codes) == 10 and response.headers["Cache-Control"] == "no-store"
+    assert db.session.scalar(select(SsoConnection.state).where(SsoConnection.connection_id == cid)) == "on"
+    actions = set(db.session.scalars(select(AuditEvent.action)))
+    assert {"sso.connection_created", "sso.idp_configured", "sso.connection_tested", "sso.enabled",
+            "sso.recovery_codes_generated"} <= actions
+    log = page(admin_client, f"{SSO}/log")
+    assert "ada@acme.test" in log and "test" in log
+
+
+def test_toggle_stays_locked_after_a_failed_test(admin_client, workspace, idp):  # noqa: F811
+    h = setup_sso(workspace, idp, enable=False)
+    result = run_test_login(admin_client, h, "admin@acme.test", keys=make_key_and_cert("wrong"))
+    assert "Test failed" in result and "Signature not valid" in result
+    assert "Expected" in result and "Received" in result
+    html = page(admin_client)
+    assert "Unlocks after a successful test" in html
+    response = admin_client.post(f"{SSO}/enable", data={"confirm": "y"})
+    assert response.status_code == 422 and "successful test" in unescape(response.get_data(as_text=True))
+
+
+def test_test_result_shows_the_clock_difference_and_audience(admin_client, workspace, idp):  # noqa: F811
+    import datetime as dt
+    h = setup_sso(workspace, idp, enable=False)
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)
+    result = run_test_login(admin_client, h, "admin@acme.test", now=later)
+    assert "outside its time window" in result and re.search(r"(59\d|600) seconds ahead of", result)
+    result = run_test_login(admin_client, h, "admin@acme.test", audience="urn:wrong")
+    assert "Wrong audience" in result and "urn:wrong" in result and h.entity_id in result
+    assert "Advanced Sign-on Settings" in result
+
+
+def test_manual_configuration_and_bad_input_are_422(admin_client, workspace, idp):  # noqa: F811
+    admin_client.post(f"{SSO}/idp", data={"idp": "custom"})
+    bad = admin_client.post(f"{SSO}/manual", data={"entity_id": "x", "sso_url": "https://idp/sso",
+                                                   "certificate": "not a cert"}, headers={"HX-Request": "true"})
+    assert bad.status_code == 422 and "not an X.509 certificate" in bad.get_data(as_text=True)
+    assert 'id="sso"' in bad.get_data(as_text=True) and "<html" not in bad.get_data(as_text=True)
+    bad = admin_client.post(f"{SSO}/metadata-xml", data={"metadata_xml": "<!DOCTYPE x><x/>"})
+    assert bad.status_code == 422 and "not valid SAML IdP metadata" in bad.get_data(as_text=True)
+    ok = admin_client.post(f"{SSO}/manual", data={"entity_id": idp.entity_id, "sso_url": idp.sso_url,
+                                                  "certificate": idp.cert_pem.decode()})
+    assert ok.status_code == 303
+    conn = db.session.scalar(select(SsoConnection))
+    assert conn.is_configured and conn.idp_kind == "custom" and len(conn.certificates) == 1
+
+
+def test_other_plans_and_members_cannot_touch_sso(client, make_workspace, make_user, workspace):
+    member = make_user(workspace, "ada@acme.test")
+    sign_in(client, member.email)
+    assert client.post(f"{SSO}/idp", data={"idp": "okta"}).status_code == 403
+    client.post("/logout")
+    small = make_workspace("Small", plan="business", admin_email="boss@small.test")
+    del small
+    sign_in(client, "boss@small.test")
+    response = client.post(f"{SSO}/idp", data={"idp": "okta"})
+    assert response.status_code == 403 and "Enterprise" in response.get_data(as_text=True)
+
+
+# --- metadata URL, fetched by a job ----------------------------------------------------------
+
+@pytest.fixture
+def metadata_server(idp):  # noqa: F811
+    from flask import Flask
+    server_app = Flask("idp-metadata")
+    server_app.add_url_rule("/metadata", "metadata", lambda: (idp.metadata(), 200, {"Content-Type": "text/xml"}))
+    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/metadata"
+    server.shutdown()
+
+
+def test_metadata_url_is_fetched_by_a_job_and_polled(admin_client, workspace, idp, metadata_server, jobs):  # noqa: F811
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    response = admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": metadata_server},
+                                 headers={"HX-Request": "true"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Fetching metadata" in html and 'hx-trigger="every 2s"' in html
+    jobs()
+    html = admin_client.get(f"{SSO}/section", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 2s" not in html and idp.entity_id in html and "refreshed daily" in html
+    conn = db.session.scalar(select(SsoConnection))
+    db.session.refresh(conn)
+    assert conn.metadata_status == "ok" and conn.is_configured
+
+
+def test_metadata_url_that_fails_is_explained(admin_client, jobs):
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": "http://127.0.0.1:9/nothing-here"})
+    jobs()
+    html = page(admin_client)
+    assert "Couldn't use the metadata URL" in html
+
+
+# --- staged changes ---------------------------------------------------------------------------
+
+def test_staged_switch_from_custom_app_to_okta_catalog_without_lockout(app, admin_client, workspace, idp,  # noqa: F811
+                                                                        make_user):
+    h = setup_sso(workspace, idp)
+    make_user(workspace, "ada@acme.test")
+    new_idp = TestIdp(entity_id="http://www.okta.com/exk-catalog", sso_url="https://acme.okta.example/sso")
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    admin_client.post(f"{SSO}/metadata-xml", data={"metadata_xml": new_idp.metadata()})
+    html = page(admin_client)
+    assert "Draft changes" in html and "Tests the <strong>draft</strong>" in html
+    staged = db.session.scalar(select(SsoConnection).where(SsoConnection.is_staged.is_(True)))
+    assert staged.connection_id == h.connection_id  # shared: the Okta app needs no change
+
+    # Members keep signing in through the live (old) IdP meanwhile.
+    member = app.test_client()
+    assert h.sign_in(member, "ada@acme.test").status_code == 303
+    new_h = SsoHarness(workspace, new_idp, h.connection_id)
+    assert h.sign_in(app.test_client(), "ada@acme.test", keys=new_idp.keys).status_code == 400
+
+    result = run_test_login(admin_client, new_h, "admin@acme.test")
+    assert "Test succeeded" in result and "now live" in result
+    assert db.session.scalar(select(SsoConnection).where(SsoConnection.is_staged.is_(True))) is None
+    assert new_h.sign_in(app.test_client(), "ada@acme.test").status_code == 303
+    old_client = app.test_client()
+    started = new_h.start(old_client)  # the old IdP's responses are no longer trusted
+    assert h.post(old_client, h.response(started.request_id, "ada@acme.test"), started.relay_state).status_code == 400
+    live = db.session.scalar(select(SsoConnection))
+    assert live.is_on and live.idp_entity_id == new_idp.entity_id
+
+
+def test_failed_draft_test_leaves_the_live_connection_alone(app, admin_client, workspace, idp, make_user):  # noqa: F811
+    h = setup_sso(workspace, idp)
+    make_user(workspace, "ada@acme.test")
+    admin_client.post(f"{SSO}/certificates", data={"certificate": make_key_and_cert("next")[1].decode()})
+    result = run_test_login(admin_client, h, "admin@acme.test", keys=make_key_and_cert("bogus"))
+    assert "Test failed" in result
+    assert db.session.scalar(select(SsoConnection).where(SsoConnection.is_staged.is_(True))) is not None
+    assert h.sign_in(app.test_client(), "ada@acme.test").status_code == 303
+
+
+# --- enforcement at /login, recovery codes ------------------------------------------------------
+
+def test_login_sends_authorized_domains_to_the_idp(client, sso, make_user):  # noqa: F811
+    make_user(sso.workspace, "ada@acme.test")
+    response = client.post("/login", data={"email": "Ada@ACME.test"})
+    assert response.status_code == 303 and response.headers["Location"] == sso.login_path
+    response = client.post("/login", data={"email": "someone@elsewhere.example"})
+    assert response.status_code == 200  # the password step
+
+
+def test_password_refused_under_enforcement(client, sso, make_user):  # noqa: F811
+    make_user(sso.workspace, "ada@acme.test")
+    make_user(sso.workspace, "bob@elsewhere.example")
+    response = client.post("/login/password", data={"email": "ada@acme.test", "password": PASSWORD})
+    html = unescape(response.get_data(as_text=True))
+    assert response.status_code == 422 and "requires single sign-on" in html and sso.login_path in html
+    response = client.post("/login/password", data={"email": "bob@elsewhere.example", "password": PASSWORD})
+    assert response.status_code == 422 and "doesn't allow you" in unescape(response.get_data(as_text=True))
+    assert signed_in_email(client) is None
+
+
+def test_recovery_code_is_single_use_audited_and_mailed(app, sso, make_user, admin):  # noqa: F811
+    from app.sso import recovery
+    other_admin = make_user(sso.workspace, "second@acme.test", role="admin")
+    codes = recovery.generate(admin)
+    db.session.commit()
+    client = app.test_client()
+    data = {"email": admin.email, "password": PASSWORD, "code": codes[0].upper().replace("-", " ")}
+    bad = client.post("/sso/recovery", data={**data, "password": "wrong-password"})
+    assert bad.status_code == 422 and signed_in_email(client) is None
+    response = client.post("/sso/recovery", data=data)
+    assert response.status_code == 303 and signed_in_email(client) == admin.email
+    client.post("/logout")
+    again = client.post("/sso/recovery", data=data)
+    assert again.status_code == 422 and "don't match" in unescape(again.get_data(as_text=True))
+    assert signed_in_email(client) is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.recovery_code_used"))
+    assert event.details == {"codes_left": 9}
+    mail = db.session.scalars(select(OutboundEmail).where(OutboundEmail.to == other_admin.email)).all()
+    assert len(mail) == 1 and "recovery code" in mail[0].subject
+    member = make_user(sso.workspace, "ada@acme.test")
+    assert app.test_client().post("/sso/recovery", data={"email": member.email, "password": PASSWORD,
+                                                         "code": codes[1]}).status_code == 422
+
+
+def test_enabling_refuses_to_lock_out_every_admin(admin_client, workspace, idp, admin):  # noqa: F811
+    from app.sso import connections
+    h = setup_sso(workspace, idp, domain="corp.test", enable=False)  # the only admin is on acme.test: blocked
+    connections.set_jit(workspace.id, enabled=True, role="creator", actor=admin)
+    db.session.commit()
+    assert "Test succeeded" in run_test_login(admin_client, h, "tester@corp.test")
+    response = admin_client.post(f"{SSO}/enable", data={"confirm": "y"})
+    assert response.status_code == 422 and "without an active admin" in unescape(response.get_data(as_text=True))
+
+
+def test_purge_step_deletes_the_users_login_log(sso, make_user, client):  # noqa: F811
+    from app.members.purge import purge_steps
+    from app.models import SamlLoginLog
+    user = make_user(sso.workspace, "ada@acme.test")
+    sso.sign_in(client, "ada@acme.test")
+    assert last_log(sso.workspace.id).user_id == user.id
+    step = purge_steps()["saml_login_log"]
+    assert step(sso.workspace.id, user.id, 100) >= 1
+    db.session.commit()
+    assert db.session.scalars(select(SamlLoginLog).where(SamlLoginLog.user_id == user.id)).all() == []
+    assert step(sso.workspace.id, user.id, 100) == 0
+
+
+def test_sp_metadata(client, sso):  # noqa: F811
+    response = client.get(f"/sso/saml/{sso.connection_id}/metadata")
+    xml = response.get_data(as_text=True)
+    assert response.status_code == 200 and "samlmetadata+xml" in response.content_type
+    assert f'entityID="{sso.entity_id}"' in xml and sso.acs_url in xml and "emailAddress" in xml
