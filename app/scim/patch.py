@@ -136,7 +136,8 @@ def coerce(attr: Attr, value: Any, where: str):
                 continue  # sub-attributes we do not keep (name.middleName, emails.display...) are dropped
             out[sub.name] = coerce(sub, sub_value, f"{where}.{sub.name}")
         return out
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or (attr.type != "string" and isinstance(value, int)):
+    # Ids (members.value) may come as numbers; every other string must be a string.
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, int) and attr.name != "value"):
         raise invalid_value(f"{where} must be a string.")
     return str(value)
 

@@ -78,3 +78,33 @@ def assert_scim_error(response, status: int, scim_type: str | None = None):
 @pytest.fixture
 def scim(client, workspace):
     return ScimClient(client, make_token(workspace))
+
+
+class LiveScim:
+    """The app served on a real socket (werkzeug, threaded), spoken to with `requests`."""
+
+    def __init__(self, url: str, token: str, user_agent: str):
+        import requests
+        self.url, self.http = url + "/scim/v2", requests.Session()
+        self.http.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/scim+json",
+                                  "User-Agent": user_agent})
+
+    def send(self, method: str, path: str, body=None, content_type="application/scim+json; charset=utf-8", **kw):
+        headers = {"Content-Type": content_type} if body is not None else {}
+        data = json.dumps(body).encode() if body is not None else None
+        return self.http.request(method, self.url + path, data=data, headers=headers, timeout=10, **kw)
+
+
+@pytest.fixture
+def live_app_url(app):
+    import threading
+
+    from werkzeug.serving import make_server
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    app.config["BASE_URL"] = url
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    thread.join(5)
