@@ -125,6 +125,8 @@ def read_authn_request(redirect_url: str) -> tuple[etree._Element, str | None]:
 class TestIdp:
     """One IdP: entity id, SSO URL and a signing key; `metadata()` for the SP."""
 
+    __test__ = False  # not a pytest test class
+
     entity_id: str = "https://idp.example.test/metadata"
     sso_url: str = "https://idp.example.test/sso"
     keys: tuple[bytes, bytes] = field(default_factory=make_key_and_cert)
