@@ -1,0 +1,101 @@
+"""IdP metadata: parsing (real certificates made here) and the guarded fetch."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+from flask import Flask, Response
+from werkzeug.serving import make_server
+
+from app.sso import metadata
+from app.sso.metadata import MetadataError, fetch_metadata, parse_metadata, read_certificate
+from tests.support.saml_idp import TestIdp, make_key_and_cert
+
+
+def test_parse_metadata_with_two_certificates():
+    idp = TestIdp()
+    second = make_key_and_cert("next")[1]
+    config = parse_metadata(idp.metadata(second))
+    assert config.entity_id == idp.entity_id and config.sso_url == idp.sso_url
+    assert [c.fingerprint for c in config.certificates] == [read_certificate(idp.cert_pem.decode()).fingerprint,
+                                                            read_certificate(second.decode()).fingerprint]
+    assert re.fullmatch(r"([0-9A-F]{2}:){31}[0-9A-F]{2}", config.certificates[0].fingerprint)
+
+
+@pytest.mark.parametrize("xml, reason", [
+    ("<x/>", "no IdP entityID"),
+    ('<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>', "not valid SAML IdP metadata"),
+    ("not xml at all", "not valid SAML IdP metadata"),
+    ('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="x"><md:IDPSSODescriptor '
+     'protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>',
+     "no SingleSignOnService"),
+])
+def test_unusable_metadata_is_explained(xml, reason):
+    with pytest.raises(MetadataError, match=reason):
+        parse_metadata(xml)
+
+
+def test_oversized_metadata_is_refused():
+    with pytest.raises(MetadataError, match="larger than"):
+        parse_metadata(b"<x>" + b" " * (metadata.MAX_METADATA_BYTES + 1) + b"</x>")
+
+
+def test_read_certificate_refuses_garbage():
+    with pytest.raises(MetadataError, match="not an X.509 certificate"):
+        read_certificate("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----")
+
+
+# --- the fetch --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://idp.example.com/metadata", "must use https"),
+    ("https://127.0.0.1/metadata", "private, loopback or link-local"),
+    ("https://localhost/metadata", "private, loopback or link-local"),
+    ("https://169.254.169.254/latest/meta-data", "private, loopback or link-local"),
+    ("https://10.1.2.3/metadata", "private, loopback or link-local"),
+    ("https://[::1]/metadata", "private, loopback or link-local"),
+    ("https://[::ffff:192.168.0.1]/metadata", "private, loopback or link-local"),
+    ("ftp://idp.example.com/metadata", "must start with https"),
+])
+def test_production_fetch_refuses_http_and_internal_addresses(url, reason):
+    with pytest.raises(MetadataError, match=reason):
+        fetch_metadata(url, production=True)
+
+
+@pytest.fixture
+def server():
+    app = Flask("meta")
+    idp = TestIdp()
+    app.add_url_rule("/ok", "ok", lambda: idp.metadata())
+    app.add_url_rule("/huge", "huge", lambda: Response((b"x" * 65536 for _ in range(20)), mimetype="text/xml"))
+    app.add_url_rule("/slow", "slow", lambda: (time.sleep(2), "late")[1])
+    app.add_url_rule("/redirect", "redirect", lambda: ("", 302, {"Location": "/ok"}))
+    app.add_url_rule("/gone", "gone", lambda: ("nope", 404))
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}", idp
+    srv.shutdown()
+
+
+def test_fetch_follows_a_redirect_and_returns_the_xml(server):
+    base, idp = server
+    assert parse_metadata(fetch_metadata(base + "/redirect", production=False)).entity_id == idp.entity_id
+
+
+def test_fetch_enforces_the_size_limit_and_status(server):
+    base, _ = server
+    with pytest.raises(MetadataError, match="larger than"):
+        fetch_metadata(base + "/huge", production=False)
+    with pytest.raises(MetadataError, match="HTTP 404"):
+        fetch_metadata(base + "/gone", production=False)
+
+
+def test_fetch_times_out(server, monkeypatch):
+    base, _ = server
+    monkeypatch.setattr(metadata, "FETCH_TIMEOUT", 0.3)
+    started = time.monotonic()
+    with pytest.raises(MetadataError, match="did not answer in time"):
+        fetch_metadata(base + "/slow", production=False)
+    assert time.monotonic() - started < 1.5
