@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEvent, EmailToken, Recording, User
-from app.models.scim import Group, GroupMember
+from app.models.scim import Group, GroupMember, ScimRequestLog
 from app.models.user_purge import UserPurge
 from tests.conftest import csrf_token_from, sign_in
 
@@ -122,11 +122,20 @@ def test_other_workspaces_members_are_404(admin_client, make_workspace, make_use
     assert admin_client.get(f"/settings/members/deletions/{purge.id}").status_code == 404
 
 
+@pytest.mark.postgres
 def test_delete_runs_to_the_end_and_pseudonymises(admin_client, admin, leaver, workspace, jobs):
     leaver_id = leaver.id
     add_recordings(leaver, 7)
     db.session.add(EmailToken(workspace_id=workspace.id, user_id=leaver.id, purpose="password_reset",
                               token_hash="a" * 64, expires_at=leaver.created_at))
+    group = Group(workspace_id=workspace.id)
+    group.set_display_name("Sales")
+    db.session.add(group)
+    db.session.flush()
+    db.session.add(GroupMember(group_id=group.id, user_id=leaver_id, workspace_id=workspace.id))
+    db.session.add(ScimRequestLog(workspace_id=workspace.id, method="PATCH", path=f"/scim/v2/Users/{leaver_id}",
+                                  status=200, duration_ms=2, body='{"userName": "leaver@acme.test"}',
+                                  client="SCIM: Okta", user_id=leaver_id))
     db.session.commit()
     response = admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
     assert response.status_code == 303
@@ -142,6 +151,9 @@ def test_delete_runs_to_the_end_and_pseudonymises(admin_client, admin, leaver, w
     assert db.session.get(User, leaver_id) is None
     assert count(Recording, Recording.owner_id == leaver_id) == 0
     assert count(EmailToken, EmailToken.user_id == leaver_id) == 0
+    assert count(GroupMember, GroupMember.user_id == leaver_id) == 0
+    assert count(ScimRequestLog) == 0
+    assert db.session.get(Group, group.id) is not None  # the group itself stays
 
     audit = admin_client.get("/settings/audit").get_data(as_text=True)
     assert "leaver@acme.test" not in audit
@@ -149,6 +161,7 @@ def test_delete_runs_to_the_end_and_pseudonymises(admin_client, admin, leaver, w
     assert f"Deleted user #{purge.id}" in audit and "member.purged" in audit
 
 
+@pytest.mark.postgres
 def test_transfer_keeps_the_recordings(admin_client, admin, leaver, jobs):
     leaver_id = leaver.id
     add_recordings(leaver, 4)

@@ -72,6 +72,7 @@ def scim_get(client, token, path="/scim/v2/Users"):
 
 # --- the full flow ---------------------------------------------------------------------------
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("auth", ["post", "basic"])
 def test_full_flow_code_refresh_revoke(admin_client, okta, admin, auth):
     code = approve(admin_client, okta)
@@ -157,6 +158,7 @@ def test_deny_sends_access_denied(admin_client, okta):
 
 # --- rotation, replay, reuse -----------------------------------------------------------------
 
+@pytest.mark.postgres
 def test_rotation_refuses_the_old_refresh_token_and_revokes_the_family(admin_client, okta):
     tokens = exchange(admin_client, okta, approve(admin_client, okta)).get_json()
     new = token_request(admin_client, okta, {"grant_type": "refresh_token",
