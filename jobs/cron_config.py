@@ -26,3 +26,7 @@ cron.register(prune_scim_request_log, queue_name="default", interval=3600)
 from jobs.members import resume_stalled_purges  # noqa: E402  (member deletion: resume purges whose job was lost)
 
 cron.register(resume_stalled_purges, queue_name="default", interval=300)
+
+from jobs.oauth import prune_oauth  # noqa: E402  (OAuth: unused codes, long-dead tokens)
+
+cron.register(prune_oauth, queue_name="default", interval=86400)

@@ -17,6 +17,7 @@ def register(app: Flask) -> None:
 
     app.extensions["gatehouse_oauth"] = create_server(app)
     app.register_blueprint(routes.bp)
+    app.register_blueprint(routes.metadata_bp)
     app.register_blueprint(provisioning.bp)
     app.cli.add_command(cli.oauth_client_cli)
     for path in ("/oauth/token", "/oauth/revoke"):

@@ -98,3 +98,25 @@ def json_error(status: int, message: str):
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+metadata_bp = Blueprint("oauth_metadata", __name__)
+
+
+@metadata_bp.get("/.well-known/oauth-authorization-server")
+def metadata():
+    """RFC 8414 metadata, so a client can be configured from one URL."""
+    from app.models.oauth import CLIENT_AUTH_METHODS, SUPPORTED_SCOPES
+    base = current_app.config["BASE_URL"]
+    return jsonify(
+        issuer=base,
+        authorization_endpoint=base + url_for("oauth.authorize"),
+        token_endpoint=base + url_for("oauth.token"),
+        revocation_endpoint=base + url_for("oauth.revoke"),
+        scopes_supported=list(SUPPORTED_SCOPES),
+        response_types_supported=["code"],
+        grant_types_supported=["authorization_code", "refresh_token"],
+        token_endpoint_auth_methods_supported=list(CLIENT_AUTH_METHODS),
+        revocation_endpoint_auth_methods_supported=list(CLIENT_AUTH_METHODS),
+        code_challenge_methods_supported=["S256"],
+    )

@@ -139,7 +139,7 @@ class TokenRevocation(RevocationEndpoint):
             return None  # RFC 7009 §2.2: a token that isn't this client's is "invalid": answer 200, revoke nothing
 
     def revoke_token(self, token: OAuthToken, req) -> None:
-        service.revoke_family(token, reason="revoked_by_client")
+        service.revoke_family(token, reason="revoked_by_client", actor_label=f"{req.client.name} (OAuth client)")
 
 
 def _query_client(client_id: str) -> OAuthClient | None:

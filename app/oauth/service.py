@@ -22,6 +22,7 @@ from app.security import hash_secret, new_secret
 
 CODE_LIFETIME = dt.timedelta(minutes=10)
 LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # don't write on every SCIM request
+DEAD_TOKEN_RETENTION = dt.timedelta(days=90)  # revoked tokens stay this long: a replay is still recognised
 
 
 class OAuthClientError(ValueError):
@@ -224,14 +225,15 @@ def _family_clause(token: OAuthToken):
     return OAuthToken.id == token.id
 
 
-def revoke_family(token: OAuthToken, *, reason: str, actor: User | None = None) -> int:
+def revoke_family(token: OAuthToken, *, reason: str, actor: User | None = None,
+                  actor_label: str | None = None) -> int:
     """Revoke every live token of one approval (one "connection")."""
     now = utcnow()
     count = db.session.execute(update(OAuthToken).where(_family_clause(token), OAuthToken.revoked_at.is_(None))
                                .values(revoked_at=now, revoked_reason=reason)).rowcount
     if count:
         record(token.workspace_id, "provisioning.oauth_revoked", actor=actor,
-               actor_label=None if actor else "system", target_type="workspace",
+               actor_label=actor_label or (None if actor else "system"), target_type="workspace",
                target_id=str(token.workspace_id), reason=reason, approved_by=token.approved_by_label)
     return count
 
@@ -341,3 +343,17 @@ def forget_approver(workspace_id: int, user_id: int, batch_size: int) -> int:
         db.session.execute(update(OAuthAuthorizationCode).where(OAuthAuthorizationCode.id.in_(codes))
                            .values(user_id=None, user_label="Deleted user"))
     return len(ids) + len(codes)
+
+
+def prune(now: dt.datetime | None = None) -> dict:
+    """Housekeeping: codes never exchanged, and tokens long dead. A code that
+    produced tokens stays while they do: it names their family."""
+    from sqlalchemy import delete, exists
+    now = now or utcnow()
+    unused_codes = db.session.execute(delete(OAuthAuthorizationCode).where(
+        OAuthAuthorizationCode.expires_at < now - dt.timedelta(days=1),
+        ~exists().where(OAuthToken.authorization_code_id == OAuthAuthorizationCode.id))).rowcount
+    dead = or_(OAuthToken.revoked_at < now - DEAD_TOKEN_RETENTION,
+               OAuthToken.refresh_expires_at < now - DEAD_TOKEN_RETENTION)
+    dead_tokens = db.session.execute(delete(OAuthToken).where(dead)).rowcount
+    return {"codes": unused_codes, "tokens": dead_tokens}

@@ -351,3 +351,43 @@ def test_expired_access_token_is_refused(admin_client, okta):
     row.issued_at = row.issued_at - dt.timedelta(hours=2)
     db.session.commit()
     assert scim_get(admin_client, tokens["access_token"]).status_code == 401
+
+
+def test_deleting_the_approving_admin_keeps_provisioning(admin_client, okta, admin, workspace, make_user, jobs):
+    """Permanent deletion of the approver: the token stays the workspace's, the approver becomes anonymous."""
+    from app.members import deletion
+    second = make_user(workspace, "second@acme.test", role="admin")
+    admin_id = admin.id
+    tokens = exchange(admin_client, okta, approve(admin_client, okta)).get_json()
+    approver = db.session.get(User, admin_id)
+    from app.members import service as members
+    members.deactivate(approver, actor=second)
+    db.session.commit()
+    purge = deletion.start(approver, actor=second)
+    db.session.commit()
+    from jobs.members import enqueue_purge
+    enqueue_purge(purge)
+    jobs()
+    assert db.session.get(User, admin_id) is None
+    assert scim_get(admin_client, tokens["access_token"]).status_code == 200
+    row = db.session.scalar(select(OAuthToken).where(OAuthToken.revoked_at.is_(None)))
+    assert row.approved_by_id is None and row.approved_by_label == "Deleted user"
+
+
+def test_metadata_document(client):
+    doc = client.get("/.well-known/oauth-authorization-server").get_json()
+    assert doc["token_endpoint"] == "http://localhost/oauth/token"
+    assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+
+
+def test_prune_keeps_what_names_a_live_family(admin_client, okta):
+    from app.models import OAuthAuthorizationCode
+    from app.oauth import service
+    tokens = exchange(admin_client, okta, approve(admin_client, okta)).get_json()
+    approve(admin_client, okta)  # never exchanged
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)
+    assert service.prune(later) == {"codes": 1, "tokens": 0}
+    db.session.commit()
+    assert db.session.scalar(select(OAuthAuthorizationCode)) is not None
+    assert scim_get(admin_client, tokens["access_token"]).status_code == 200
