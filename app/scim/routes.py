@@ -235,8 +235,9 @@ def search_users():
 def create_user():
     user = user_service.create_user(g.scim_caller, json_body())
     g.scim_user_id = user.id
+    resource = _user_json(user)  # rendered before the commit expires the row (saves a reload)
     commit(201)
-    return single(_user_json(user), 201, location=True)
+    return single(resource, 201, location=True)
 
 
 @bp.get("/Users/<user_id>")
@@ -245,7 +246,9 @@ def get_user(user_id: str):
     g.scim_user_id = user.id
     resource = _user_json(user)
     if request.headers.get("If-None-Match", "").strip() == resource["meta"]["version"]:
-        return scim_json({}, 304, {"ETag": resource["meta"]["version"]})
+        not_modified = current_app.response_class(status=304)
+        not_modified.headers["ETag"] = resource["meta"]["version"]
+        return not_modified
     return single(resource)
 
 
@@ -256,8 +259,9 @@ def replace_user(user_id: str):
     body = json_body()
     check_if_match(version(user.updated_at, user.id))
     user_service.replace_user(g.scim_caller, user, body)
+    resource = _user_json(user)
     commit(200)
-    return single(_user_json(user))
+    return single(resource)
 
 
 @bp.patch("/Users/<user_id>")
@@ -267,8 +271,9 @@ def patch_user(user_id: str):
     body = json_body()
     check_if_match(version(user.updated_at, user.id))
     user_service.patch_user(g.scim_caller, user, body)
+    resource = _user_json(user)
     commit(200)
-    return single(_user_json(user))
+    return single(resource)
 
 
 @bp.delete("/Users/<user_id>")
@@ -282,8 +287,7 @@ def delete_user(user_id: str):
 
 
 def no_content():
-    response = current_app.response_class(status=204)
-    return response
+    return current_app.response_class(status=204)
 
 
 # --- groups ---------------------------------------------------------------------------------------
@@ -328,8 +332,9 @@ def search_groups():
 @bp.post("/Groups")
 def create_group():
     group = group_service.create_group(g.scim_caller, json_body())
+    resource = _group_json(group)
     commit(201)
-    return single(_group_json(group), 201, location=True)
+    return single(resource, 201, location=True)
 
 
 @bp.get("/Groups/<group_id>")
@@ -344,8 +349,9 @@ def replace_group(group_id: str):
     body = json_body()
     check_if_match(version(group.updated_at, group.id))
     group_service.replace_group(g.scim_caller, group, body)
+    resource = _group_json(group, _wants_members())
     commit(200)
-    return single(_group_json(group, _wants_members()))
+    return single(resource)
 
 
 @bp.patch("/Groups/<group_id>")
@@ -354,8 +360,9 @@ def patch_group(group_id: str):
     body = json_body()
     check_if_match(version(group.updated_at, group.id))
     group_service.patch_group(g.scim_caller, group, body)
+    resource = _group_json(group, _wants_members())
     commit(200)
-    return single(_group_json(group, _wants_members()))
+    return single(resource)
 
 
 @bp.delete("/Groups/<group_id>")

@@ -163,3 +163,16 @@ def test_request_log_masks_secrets(scim, workspace):
     assert entry.method == "POST" and entry.status == 201 and entry.path == "/scim/v2/Users"
     assert "s3cret-pass" not in entry.body and "***" in entry.body and scim.token not in (entry.body or "")
     assert entry.user_id is not None and entry.workspace_id == workspace.id
+
+
+def test_write_responses_match_a_later_read(scim):
+    created = scim.post("/Users", user_body("same@acme.test"))
+    read = scim.get(f"/Users/{created.get_json(force=True)['id']}")
+    assert created.get_json(force=True) == read.get_json(force=True)
+    patched = scim.patch(f"/Users/{created.get_json(force=True)['id']}",
+                         [{"op": "replace", "path": "name.givenName", "value": "Eve"}])
+    read = scim.get(f"/Users/{created.get_json(force=True)['id']}")
+    assert patched.get_json(force=True) == read.get_json(force=True)
+    assert patched.headers["ETag"] == read.headers["ETag"] != created.headers["ETag"]
+    not_modified = scim.get(f"/Users/{created.get_json(force=True)['id']}", headers={"If-None-Match": read.headers["ETag"]})
+    assert not_modified.status_code == 304 and not_modified.get_data() == b""

@@ -1,0 +1,248 @@
+"""SCIM benchmark (not a test): `python bench/scim.py [--sizes 1000 100000] [--database-url URL]`.
+
+For each workspace size it seeds that many users, then measures, in process
+(WSGI calls, no sockets, so only application cost is compared):
+
+- `filter=userName eq` and GET by id (target: the largest size within 1.5x of the smallest);
+- list paging (count=100 at random offsets, and the last page);
+- create and PATCH throughput of Gatehouse's SCIM server, against
+  * a bare Flask + SQLAlchemy handler doing the same insert/update on the same
+    database (the floor; target >= 0.6x its throughput), and
+  * scim2-server (the in-memory reference implementation, from its package).
+
+Prints a table and the ratios; the figures in README come from here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flask import Flask, jsonify, request  # noqa: E402
+from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+from werkzeug.test import Client  # noqa: E402
+
+SCIM = "application/scim+json"
+CORE_USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+def timed(calls: int, fn) -> dict:
+    samples = []
+    for i in range(calls):
+        started = time.perf_counter()
+        fn(i)
+        samples.append(time.perf_counter() - started)
+    total = sum(samples)
+    samples.sort()
+    return {"mean_ms": 1000 * total / calls, "p95_ms": 1000 * samples[int(0.95 * (calls - 1))],
+            "per_s": calls / total}
+
+
+def check(response, status: int | tuple):
+    if response.status_code not in (status if isinstance(status, tuple) else (status,)):
+        raise SystemExit(f"unexpected {response.status_code}: {response.get_data(as_text=True)[:300]}")
+    return response
+
+
+# --- Gatehouse --------------------------------------------------------------------------------------
+
+def gatehouse_app(database_url: str, instance: Path):
+    from app import create_app
+    from app.extensions import db
+    app = create_app({
+        "TESTING": False, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "BASE_URL": "http://bench",
+        "REDIS_URL": "redis://127.0.0.1:1/0", "RATELIMIT_STORAGE_URI": "memory://", "MAIL_DIR": str(instance / "mail"),
+        "RQ_ASYNC": False,
+    })
+    with app.app_context():
+        if database_url.startswith("postgresql"):
+            db.drop_all()
+        db.create_all()
+    return app
+
+
+def seed(app, size: int) -> tuple[str, list[int], list[str]]:
+    """A workspace with `size` members (bulk insert), and a SCIM token."""
+    from app.extensions import db
+    from app.models import User, utcnow
+    from app.scim.tokens import create_token
+    from app.workspaces.service import create_workspace
+    with app.app_context():
+        workspace = create_workspace(f"Bench {size}", "enterprise", f"admin@bench{size}.test", "bench-password-1")
+        db.session.commit()
+        now = utcnow()
+        rows = [{"workspace_id": workspace.id, "email": f"User{i}@Bench.test", "email_normalized": f"user{i}@bench.test",
+                 "name": f"User {i}", "given_name": "User", "family_name": str(i), "role": "creator",
+                 "status": "active", "source": "scim", "external_id": f"ext-{i}", "session_version": 1,
+                 "created_at": now, "updated_at": now} for i in range(size - 1)]
+        for chunk in range(0, len(rows), 5000):
+            db.session.execute(insert(User), rows[chunk:chunk + 5000])
+        _, token = create_token(workspace, "bench", actor=None)
+        db.session.commit()
+        ids = list(db.session.scalars(select(User.id).where(User.workspace_id == workspace.id)))
+        emails = [r["email_normalized"] for r in rows]
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.begin() as conn:
+                conn.execute(text("ANALYZE"))
+        return token, ids, emails
+
+
+# --- the bare floor ---------------------------------------------------------------------------------
+
+def bare_app(database_url: str, workspace_id: int) -> Flask:
+    """The same insert/update with nothing else: no auth, validation, audit or log."""
+    from app.models import User, utcnow
+    engine = create_engine(database_url)
+    app = Flask("bare")
+
+    @app.post("/bare/Users")
+    def create():
+        body = request.get_json(force=True)
+        with Session(engine) as session:
+            user = User(workspace_id=workspace_id, email=body["userName"], email_normalized=body["userName"].lower(),
+                        name=body.get("displayName", ""), role="creator", status="active", source="scim")
+            session.add(user)
+            session.commit()
+            return jsonify({"id": str(user.id), "userName": user.email}), 201
+
+    @app.patch("/bare/Users/<int:user_id>")
+    def patch(user_id: int):
+        body = request.get_json(force=True)
+        with Session(engine) as session:
+            session.execute(update(User).where(User.id == user_id)
+                            .values(name=body["Operations"][0]["value"], updated_at=utcnow()))
+            session.commit()
+            return jsonify({"id": str(user_id)}), 200
+
+    return app
+
+
+# --- scim2-server -----------------------------------------------------------------------------------
+
+def reference_app(token: str):
+    from scim2_models import ScimProvider
+    from scim2_server.memory import InMemoryStorage
+    from scim2_server.service import ScimService
+    from scim2_server.testserver.application import BEARER_TOKEN_SCHEME, BearerTokenApplication
+    from scim2_server.utils import (load_default_resource_types, load_default_schemas,
+                                    load_default_service_provider_config)
+    config = load_default_service_provider_config()
+    config.authentication_schemes = [*(config.authentication_schemes or []), BEARER_TOKEN_SCHEME]
+    provider = ScimProvider.from_discovery(load_default_schemas().values(), load_default_resource_types().values(),
+                                           config=config)
+    return BearerTokenApplication(InMemoryStorage(), provider, service=ScimService(provider), bearer_tokens=[token])
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+def user_body(email: str) -> dict:
+    return {"schemas": [CORE_USER], "userName": email, "displayName": "Bench User", "active": True,
+            "name": {"givenName": "Bench", "familyName": "User"},
+            "emails": [{"value": email, "type": "work", "primary": True}]}
+
+
+def run_size(size: int, database_url: str | None, calls: int, instance: Path) -> dict:
+    url = database_url or f"sqlite:///{instance / f'bench-{size}.db'}"
+    app = gatehouse_app(url, instance)
+    token, ids, emails = seed(app, size)
+    auth = {"Authorization": f"Bearer {token}"}
+    client = Client(app)
+    rng = random.Random(size)
+    out = {"size": size}
+
+    def get(path):
+        return check(client.get(path, headers=auth), 200)
+
+    get("/scim/v2/Users?count=1")  # warm up
+    out["filter_eq"] = timed(calls, lambda i: get(
+        f'/scim/v2/Users?filter=userName%20eq%20%22{rng.choice(emails).upper()}%22'))
+    out["get_by_id"] = timed(calls, lambda i: get(f"/scim/v2/Users/{rng.choice(ids)}"))
+    out["list_page"] = timed(max(calls // 3, 10), lambda i: get(
+        f"/scim/v2/Users?startIndex={rng.randrange(1, max(size - 100, 2))}&count=100"))
+    out["last_page"] = timed(10, lambda i: get(f"/scim/v2/Users?startIndex={size - 99}&count=100"))
+
+    run = secrets.token_hex(3)
+    out["create"] = timed(calls, lambda i: check(client.post(
+        "/scim/v2/Users", data=json.dumps(user_body(f"new{i}-{run}@bench.test")),
+        headers={**auth, "Content-Type": SCIM}), 201))
+    out["patch"] = timed(calls, lambda i: check(client.patch(
+        f"/scim/v2/Users/{rng.choice(ids)}", headers={**auth, "Content-Type": SCIM},
+        data=json.dumps({"schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": "displayName", "value": f"Renamed {i}"}]})), 200))
+
+    with app.app_context():
+        from app.models import Workspace
+        from app.extensions import db
+        workspace_id = db.session.scalar(select(Workspace.id).where(Workspace.name == f"Bench {size}"))
+    bare = Client(bare_app(url, workspace_id))
+    out["bare_create"] = timed(calls, lambda i: check(bare.post(
+        "/bare/Users", data=json.dumps(user_body(f"bare{i}-{run}@bench.test")),
+        headers={"Content-Type": "application/json"}), 201))
+    out["bare_patch"] = timed(calls, lambda i: check(bare.patch(
+        f"/bare/Users/{rng.choice(ids)}", data=json.dumps({"Operations": [{"value": f"Bare {i}"}]}),
+        headers={"Content-Type": "application/json"}), 200))
+
+    reference = Client(reference_app(token))
+    ref_ids = []
+
+    def ref_create(i):
+        response = check(reference.post("/v2/Users", data=json.dumps(user_body(f"ref{i}-{run}@bench.test")),
+                                         headers={**auth, "Content-Type": SCIM}), 201)
+        ref_ids.append(json.loads(response.get_data())["id"])
+    out["ref_create"] = timed(calls, ref_create)
+    out["ref_patch"] = timed(calls, lambda i: check(reference.patch(
+        f"/v2/Users/{rng.choice(ref_ids)}", headers={**auth, "Content-Type": SCIM},
+        data=json.dumps({"schemas": [PATCH], "Operations": [
+            {"op": "replace", "path": "displayName", "value": f"Ref {i}"}]})), (200, 204)))
+    with app.app_context():
+        from app.extensions import db
+        db.engine.dispose()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100000])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file per size")
+    args = parser.parse_args()
+    instance = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
+    try:
+        results = [run_size(size, args.database_url, args.calls, instance) for size in args.sizes]
+    finally:
+        shutil.rmtree(instance, ignore_errors=True)
+    report(results)
+
+
+def report(results: list[dict]) -> None:
+    keys = ["filter_eq", "get_by_id", "list_page", "last_page", "create", "bare_create", "ref_create", "patch",
+            "bare_patch", "ref_patch"]
+    print(f"{'metric':<12}" + "".join(f"{'n=' + str(r['size']):>28}" for r in results))
+    for key in keys:
+        cells = "".join(f"{r[key]['mean_ms']:>9.2f} ms p95 {r[key]['p95_ms']:>6.2f} {r[key]['per_s']:>5.0f}/s"
+                        for r in results)
+        print(f"{key:<12}{cells}")
+    small, large = results[0], results[-1]
+    print()
+    for key in ("filter_eq", "get_by_id", "list_page"):
+        print(f"{key}: n={large['size']} / n={small['size']} latency = "
+              f"{large[key]['mean_ms'] / small[key]['mean_ms']:.2f}x (target <= 1.5x)")
+    for r in results:
+        for op in ("create", "patch"):
+            print(f"n={r['size']} {op}: Gatehouse / bare Flask+SQLAlchemy = {r[op]['per_s'] / r['bare_' + op]['per_s']:.2f}x"
+                  f" (target >= 0.6x); Gatehouse / scim2-server = {r[op]['per_s'] / r['ref_' + op]['per_s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
