@@ -13,10 +13,11 @@ INBOX_CHOICES = [(i, f"{i}@") for i in INBOXES]
 class AddDomainForm(FlaskForm):
     name = StringField("Domain", validators=[DataRequired("Enter a domain, such as example.com."),
                                              Length(max=300, message="That is too long to be a domain name.")],
-                       render_kw={"placeholder": "example.com", "autocomplete": "off", "spellcheck": "false"})
+                       render_kw={"placeholder": "example.com", "autocomplete": "off", "spellcheck": "false"},
+                       id="domain-name")  # ids prefixed: other sections share the Security page
     method = RadioField("Verify by", choices=METHOD_CHOICES, default="dns",
-                        validators=[DataRequired("Choose how to verify.")])
-    inbox = SelectField("Inbox (for email)", choices=INBOX_CHOICES, default="admin")
+                        validators=[DataRequired("Choose how to verify.")], id="domain-method")
+    inbox = SelectField("Inbox (for email)", choices=INBOX_CHOICES, default="admin", id="domain-inbox")
 
 
 class MethodForm(FlaskForm):

@@ -48,7 +48,7 @@ def row_version(domain: Domain) -> str:
     """Changes whenever the row would look different: a poll with this value gets 204."""
     parts = (domain.status, domain.method, domain.email_inbox, domain.last_checked_at, domain.check_requested_at,
              domain.record_missing_since, domain.failure_held_at, domain.email_token_expires_at,
-             service.email_problem(domain), domain.last_detail)
+             service.email_problem(domain), service.email_sent_at(domain), domain.last_detail)
     return domain.status + "." + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 

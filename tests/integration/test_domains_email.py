@@ -41,7 +41,10 @@ def test_email_link_verifies_after_confirming(mail_app, smtp, admin_client, app,
     domain = add_by_email(admin_client)
     row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
     assert "Pending validation" in row and "Sending a verification link to <strong>hostmaster@acme.test" in row
+    poll = row.split('hx-get="', 1)[1].split('"', 1)[0]
+    assert admin_client.get(poll, headers=FRAGMENT).status_code == 204
     jobs()  # the RQ job delivers the email
+    assert admin_client.get(poll, headers=FRAGMENT).status_code == 200  # the open page learns it was sent
     message, path = link_in(smtp, "hostmaster@acme.test")
     assert message["Subject"] == "Verify acme.test for Acme on Gatehouse"
     assert "expires on" in smtp.inbox.text(message)
