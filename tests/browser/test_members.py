@@ -1,0 +1,75 @@
+"""Member management in Chromium: the SCIM-managed override, and a permanent
+deletion whose progress the page shows live while a real `rq worker` runs it."""
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Recording, User
+from app.workspaces.service import create_workspace
+
+PASSWORD = "admin-password-1"
+
+
+def _seed(app) -> dict:
+    with app.app_context():
+        ws = create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
+        people = {}
+        for email, source, status in [("okta.user@acme.test", "scim", "active"),
+                                      ("gone@acme.test", "password", "deactivated")]:
+            user = User(workspace_id=ws.id, name=email.split("@")[0], role="creator", status=status, source=source)
+            user.set_email(email)
+            db.session.add(user)
+            db.session.flush()
+            people[email] = user.id
+        db.session.add_all([Recording(workspace_id=ws.id, owner_id=people["gone@acme.test"], title=f"Rec {i}")
+                            for i in range(30)])
+        db.session.commit()
+        return people
+
+
+def _sign_in(page: Page, url: str) -> None:
+    page.goto(f"{url}/login")
+    page.get_by_label("Work email").fill("admin@acme.test")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_scim_managed_member_needs_the_override(live_server, page: Page):
+    people = _seed(live_server.app)
+    _sign_in(page, live_server.url)
+    page.goto(f"{live_server.url}/settings/members")
+    row = page.locator(f"#member-{people['okta.user@acme.test']}")
+    expect(row.get_by_text("Managed by Okta")).to_be_visible()
+    row.get_by_role("button", name="Deactivate").click()  # the browser refuses: the override is required
+    expect(row.get_by_text("Active")).to_be_visible()
+    row.get_by_label("Override Okta").check()
+    row.get_by_role("button", name="Deactivate").click()
+    expect(page.get_by_text("okta.user@acme.test is deactivated.")).to_be_visible()
+
+
+def test_permanent_deletion_shows_live_progress(live_server, page: Page):
+    people = _seed(live_server.app)
+    _sign_in(page, live_server.url)
+    page.goto(f"{live_server.url}/settings/members")
+    page.locator(f"#member-{people['gone@acme.test']}").get_by_role("link", name="Delete permanently…").click()
+    expect(page.get_by_role("heading", name="Delete gone@acme.test permanently?")).to_be_visible()
+    expect(page.get_by_text("30 recordings")).to_be_visible()
+    page.get_by_label("Their recordings").select_option(label="Transfer them to Admin (admin@acme.test)")
+    page.get_by_role("button", name="Delete gone@acme.test permanently").click()
+    expect(page.get_by_text("Tick the box to confirm the permanent deletion.")).to_be_visible()
+    page.get_by_label(re.compile("I understand")).check()
+    page.get_by_role("button", name="Delete gone@acme.test permanently").click()
+    expect(page.get_by_text("Waiting to start")).to_be_visible()
+
+    live_server.start_worker()  # the page polls; the worker's progress shows up without a reload
+    expect(page.get_by_text(re.compile(r"The member and their data are deleted"))).to_be_visible(timeout=30000)
+    expect(page.get_by_text("30 of 30")).to_be_visible()
+    with live_server.app.app_context():
+        assert db.session.get(User, people["gone@acme.test"]) is None
+        assert db.session.scalar(select(func.count()).select_from(Recording)
+                                 .where(Recording.owner_id != people["gone@acme.test"])) == 30
