@@ -105,9 +105,26 @@ def _check(domain_ids: list[int], *, scheduled: bool) -> dict[int, str]:
 
 def _apply(domains, lookups, scheduled: bool) -> dict[int, str]:
     now = utcnow()
-    outcomes = {}
+    outcomes, verified_now = {}, []
     for domain in domains:
+        was = domain.status
         verification.apply_lookup(domain, lookups[domain.id], now=now, scheduled=scheduled)
         outcomes[domain.id] = domain.status
+        if domain.status == DomainStatus.verified.value and was != domain.status:
+            verified_now.append(domain)
+    if _overlap_across_workspaces(verified_now):
+        raise IntegrityError("one batch verified overlapping names for two workspaces", None, Exception())
     db.session.flush()
     return outcomes
+
+
+def _overlap_across_workspaces(domains: list[Domain]) -> bool:
+    """Two workspaces verifying the same name, or a parent and its subdomain, in one batch."""
+    owner = {d.name: d.workspace_id for d in domains}
+    for d in domains:
+        labels = d.name.split(".")
+        for i in range(len(labels) - 1):
+            other = owner.get(".".join(labels[i:]))
+            if other is not None and other != d.workspace_id:
+                return True
+    return len(owner) < len(domains)

@@ -264,3 +264,22 @@ def test_failing_never_locks_the_only_admin_out(verified, dns_zone, jobs, worksp
         assert audit_actions(workspace).count("domain.failure_held") == 1
     finally:
         policy._sso_policy = saved
+
+
+@pytest.mark.parametrize("first, second", [("acme.test", "acme.test"), ("acme.test", "eu.acme.test")])
+def test_one_batch_never_verifies_overlapping_names_for_two_workspaces(app, workspace, make_workspace, dns_zone,
+                                                                       jobs, first, second):
+    from app.domains.service import add_domain
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    ours, theirs = add_domain(workspace, first), add_domain(globex, second)
+    db.session.commit()
+    dns_zone.txt[ours.record_name] = [ours.record_value]
+    dns_zone.txt.setdefault(theirs.record_name, []).append(theirs.record_value)
+    db.session.execute(update(Domain).values(next_check_at=utcnow() - dt.timedelta(seconds=1)))
+    db.session.commit()
+    assert sweep_domains()["batches"] == 1
+    jobs()
+    statuses = sorted([reload(ours).status, reload(theirs).status])
+    assert statuses == ["pending", "verified"]
+    loser = ours if reload(ours).status == "pending" else theirs
+    assert "Another workspace has already verified" in reload(loser).last_detail
