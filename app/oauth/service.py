@@ -182,9 +182,11 @@ def save_token(token: dict, *, client: OAuthClient, workspace_id: int, approved_
         last_used_at=rotated_from.last_used_at if rotated_from else None)
     db.session.add(row)
     if rotated_from is None:
-        record(workspace_id, "provisioning.oauth_connected", actor_label=f"{client.name} (OAuth client)",
-               target_type="workspace", target_id=str(workspace_id), target_label=None,
-               approved_by=approved_by_label, scope=row.scope)
+        # The approver is the actor (by id, so purging them pseudonymises this event too).
+        approver = db.session.get(User, approved_by_id) if approved_by_id else None
+        record(workspace_id, "provisioning.oauth_connected", actor=approver,
+               actor_label=f"{approved_by_label} (via {client.name})"[:254], target_type="oauth_client",
+               target_id=str(client.id), target_label=client.name, scope=row.scope)
     return row
 
 
@@ -234,7 +236,7 @@ def revoke_family(token: OAuthToken, *, reason: str, actor: User | None = None,
     if count:
         record(token.workspace_id, "provisioning.oauth_revoked", actor=actor,
                actor_label=actor_label or (None if actor else "system"), target_type="workspace",
-               target_id=str(token.workspace_id), reason=reason, approved_by=token.approved_by_label)
+               target_id=str(token.workspace_id), reason=reason)
     return count
 
 

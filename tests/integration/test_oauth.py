@@ -372,6 +372,9 @@ def test_deleting_the_approving_admin_keeps_provisioning(admin_client, okta, adm
     assert scim_get(admin_client, tokens["access_token"]).status_code == 200
     row = db.session.scalar(select(OAuthToken).where(OAuthToken.revoked_at.is_(None)))
     assert row.approved_by_id is None and row.approved_by_label == "Deleted user"
+    from app.models import AuditEvent
+    for event in db.session.scalars(select(AuditEvent)):
+        assert "admin@acme.test" not in f"{event.actor_label} {event.target_label} {event.details}", event.action
 
 
 def test_metadata_document(client):
