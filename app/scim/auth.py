@@ -7,10 +7,10 @@ import hmac
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.extensions import db
-from app.models import ScimToken, utcnow
+from app.models import ScimToken, Workspace, utcnow
 from app.security import hash_secret
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -22,6 +22,11 @@ class ScimPrincipal:
     workspace_id: int
     label: str  # shown in audit events and the request log, e.g. "SCIM: Okta"
 
+
+# Built once (SQLAlchemy caches its compiled form); the workspace comes along, so the
+# request's db.session.get(Workspace) needs no second query.
+_TOKEN_BY_HASH = (select(ScimToken, Workspace).join(Workspace, Workspace.id == ScimToken.workspace_id)
+                  .where(ScimToken.token_hash == bindparam("digest")))
 
 BearerVerifier = Callable[[str], "ScimPrincipal | None"]
 _verifiers: list[BearerVerifier] = []
@@ -46,7 +51,8 @@ def authenticate(bearer: str | None) -> ScimPrincipal | None:
     if not bearer or len(bearer) > MAX_BEARER_LENGTH:
         return None
     digest = hash_secret(bearer)
-    token = db.session.scalar(select(ScimToken).where(ScimToken.token_hash == digest))
+    row = db.session.execute(_TOKEN_BY_HASH, {"digest": digest}).first()
+    token = row[0] if row is not None else None
     # The lookup is by hash (an index), and the final check is constant-time.
     if token is not None and hmac.compare_digest(token.token_hash, digest):
         if token.revoked_at is not None:

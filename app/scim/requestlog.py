@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import re
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 
 from app.extensions import db
 from app.models import ScimRequestLog, User, utcnow
@@ -17,6 +17,7 @@ KEEP_PER_WORKSPACE = 5000
 BODY_LIMIT = 500
 SECRET_KEY_RE = re.compile(r"password|secret|token|authorization|credential", re.IGNORECASE)
 MASK = "***"
+_INSERT = insert(ScimRequestLog)
 
 
 def mask_body(raw: bytes | None) -> str | None:
@@ -44,9 +45,11 @@ def _mask(value, depth: int = 0):
 
 def add_entry(workspace_id: int, method: str, path: str, status: int, duration_ms: int, body: bytes | None,
               user_id: int | None, client: str | None) -> None:
-    db.session.add(ScimRequestLog(workspace_id=workspace_id, method=method[:10], path=path[:500], status=status,
-                                  duration_ms=duration_ms, body=mask_body(body), user_id=user_id,
-                                  client=(client or "")[:100] or None))
+    # A Core insert built once: no unit-of-work bookkeeping for a row nobody reads back here.
+    db.session.execute(_INSERT, {
+        "workspace_id": workspace_id, "method": method[:10], "path": path[:500], "status": status,
+        "duration_ms": duration_ms, "body": mask_body(body), "user_id": user_id,
+        "client": (client or "")[:100] or None, "created_at": utcnow()})
 
 
 def recent(workspace_id: int, limit: int = 100) -> list[ScimRequestLog]:

@@ -135,7 +135,8 @@ def user_fields(doc: dict, *, current_email: str | None = None) -> UserFields:
     user_name = doc.get("userName")
     if not user_name or not isinstance(user_name, str) or not user_name.strip():
         raise invalid_value("userName is required (the member's work email address).")
-    email = _email(user_name, "userName")
+    unchanged = current_email is not None and user_name.strip().lower() == current_email.lower()
+    email = user_name.strip() if unchanged else _email(user_name, "userName")  # already validated when stored
     chosen = _chosen_email(doc.get("emails") or [])
     if current_email is not None and chosen and email.lower() == current_email.lower() \
             and chosen.strip().lower() != current_email.lower():

@@ -9,7 +9,6 @@ from urllib.parse import unquote
 
 from flask import Blueprint, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
 
 from app.extensions import csrf, db
 from app.models import Workspace
@@ -91,7 +90,7 @@ def _add_log_entry(caller, status: int) -> None:
     body = request.get_data(cache=True) if request.content_length and request.content_length <= MAX_BODY else None
     requestlog.add_entry(caller.workspace_id, request.method, path, status,
                          int((time.perf_counter() - g.scim_started) * 1000), body, g.get("scim_user_id"),
-                         request.user_agent.string)
+                         request.headers.get("User-Agent"))
 
 
 def commit(status: int) -> None:
@@ -235,7 +234,8 @@ def search_users():
 def create_user():
     user = user_service.create_user(g.scim_caller, json_body())
     g.scim_user_id = user.id
-    resource = _user_json(user)  # rendered before the commit expires the row (saves a reload)
+    # Rendered before the commit expires the row (saves a reload); a new or re-linked user is in no group.
+    resource = user_resource(user, base_url(), [])
     commit(201)
     return single(resource, 201, location=True)
 
@@ -385,5 +385,3 @@ def _search_params(body: dict) -> dict:
     return {"filter": fields.get("filter"), "startIndex": fields.get("startindex"), "count": fields.get("count"),
             "attributes": fields.get("attributes"), "excludedAttributes": fields.get("excludedattributes")}
 
-
-__all__ = ["bp", "render_error", "HTTPException"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
@@ -39,12 +39,21 @@ def visible_users(workspace_id: int):
     return select(User).where(User.workspace_id == workspace_id, _not_detached())
 
 
+# Hot statements built once, so SQLAlchemy reuses their compiled form on every request.
+_VISIBLE_BY_ID = select(User).where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"),
+                                    _not_detached())
+_BY_EMAIL = select(User).where(User.workspace_id == bindparam("workspace_id"),
+                               User.email_normalized == bindparam("email"))
+_GROUPS_OF = (select(GroupMember.user_id, Group).join(Group, Group.id == GroupMember.group_id)
+              .where(GroupMember.user_id.in_(bindparam("user_ids", expanding=True))).order_by(Group.id))
+
+
 def get_user(caller: Caller, user_id) -> User:
     try:
         user_id = int(str(user_id))
     except ValueError:
         raise not_found() from None
-    user = db.session.scalar(visible_users(caller.workspace_id).where(User.id == user_id))
+    user = db.session.scalar(_VISIBLE_BY_ID, {"workspace_id": caller.workspace_id, "user_id": user_id})
     if user is None:
         raise not_found(f"User {user_id} not found.")
     return user
@@ -99,8 +108,7 @@ def list_users(caller: Caller, *, filter_text: str | None, start_index: int, cou
 def groups_of(user_ids: list[int]) -> dict[int, list[Group]]:
     out: dict[int, list[Group]] = {i: [] for i in user_ids}
     if user_ids:
-        rows = db.session.execute(select(GroupMember.user_id, Group).join(Group, Group.id == GroupMember.group_id)
-                                  .where(GroupMember.user_id.in_(user_ids)).order_by(Group.id))
+        rows = db.session.execute(_GROUPS_OF, {"user_ids": user_ids})
         for user_id, group in rows:
             out[user_id].append(group)
     return out
@@ -109,8 +117,7 @@ def groups_of(user_ids: list[int]) -> dict[int, list[Group]]:
 # --- writes ---------------------------------------------------------------------------------------
 
 def _find_by_email(workspace_id: int, email: str) -> User | None:
-    return db.session.scalar(select(User).where(User.workspace_id == workspace_id,
-                                                User.email_normalized == User.normalize_email(email)))
+    return db.session.scalar(_BY_EMAIL, {"workspace_id": workspace_id, "email": User.normalize_email(email)})
 
 
 def _detachment(user: User) -> ScimDetachedUser | None:
