@@ -308,7 +308,10 @@ def test_consent_needs_the_csrf_token(client, admin, okta):
     assert ok.status_code == 302 and "code=" in ok.headers["Location"]
     # The machine endpoints are exempt: Okta has no CSRF token.
     code = parse_qs(urlsplit(ok.headers["Location"]).query)["code"][0]
-    assert exchange(admin_client, okta, code).status_code == 200
+    tokens = exchange(admin_client, okta, code)
+    assert tokens.status_code == 200
+    revoked = admin_client.post("/oauth/revoke", data={"token": tokens.get_json()["refresh_token"]}, headers=basic(okta))
+    assert revoked.status_code == 200
 
 
 # --- the token belongs to the workspace ------------------------------------------------------
