@@ -1,0 +1,54 @@
+"""The SCIM purge steps: a deleted user's log entries, group memberships and detachment go,
+a batch at a time, idempotently; other users' traces stay."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.members.purge import purge_steps
+from app.models import GroupMember, ScimDetachedUser, ScimRequestLog
+from tests.integration.scim_helpers import scim, user_body  # noqa: F401
+
+
+def count(model, **where):
+    query = select(func.count()).select_from(model)
+    for key, value in where.items():
+        query = query.where(getattr(model, key) == value)
+    return db.session.scalar(query)
+
+
+def test_purge_steps_remove_scim_traces_in_batches(scim, workspace):
+    leaver = scim.post("/Users", user_body("leaver@acme.test")).get_json(force=True)
+    stayer = scim.post("/Users", user_body("stayer@acme.test")).get_json(force=True)
+    for name in ("A", "B", "C"):
+        scim.post("/Groups", {"displayName": name, "members": [{"value": leaver["id"]}, {"value": stayer["id"]}]})
+    scim.get('/Users?filter=userName eq "leaver@acme.test"')  # names them before any id: found by address
+    for _ in range(3):
+        scim.get(f"/Users/{leaver['id']}")
+    leaver_id, stayer_id = int(leaver["id"]), int(stayer["id"])
+    steps = purge_steps()
+    assert {"scim_request_log", "scim_group_memberships", "scim_detachment"} <= set(steps)
+
+    assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 2  # a batch at most
+    assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 1
+    assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 0  # idempotent: nothing left
+    db.session.commit()
+    assert count(GroupMember, user_id=leaver_id) == 0 and count(GroupMember, user_id=stayer_id) == 3
+
+    before_other = count(ScimRequestLog) - count(ScimRequestLog, user_id=leaver_id)
+    removed = 0
+    while (batch := steps["scim_request_log"](workspace.id, leaver_id, 2)):
+        assert batch <= 2
+        removed += batch
+    db.session.commit()
+    remaining = db.session.scalars(select(ScimRequestLog.path)).all()
+    assert removed >= 5 and not any("leaver@acme.test" in p for p in remaining)
+    assert count(ScimRequestLog, user_id=leaver_id) == 0
+    assert count(ScimRequestLog) >= before_other - 2  # the stayer's and the group requests stay (bar the filter)
+
+    scim.delete(f"/Users/{leaver_id}")
+    assert count(ScimDetachedUser, user_id=leaver_id) == 1
+    assert steps["scim_detachment"](workspace.id, leaver_id, 10) == 1
+    assert steps["scim_detachment"](workspace.id, leaver_id, 10) == 0
+    # Another workspace's id never matches.
+    assert steps["scim_group_memberships"](workspace.id + 1000, stayer_id, 10) == 0
