@@ -75,9 +75,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, req) -> OAuthAuthorizationCode:
         grant: WorkspaceGrant = req.user
+        # redirect_uri "" when the request omitted it (one registered URI): then the
+        # token request needn't repeat it either (RFC 6749 §4.1.3).
         return service.save_authorization_code(
             code, client=req.client, workspace_id=grant.workspace_id, user_id=grant.approved_by_id,
-            user_label=grant.approved_by_label, redirect_uri=req.payload.redirect_uri or req.client.redirect_uris[0],
+            user_label=grant.approved_by_label, redirect_uri=req.payload.redirect_uri or "",
             scope=req.scope or "", code_challenge=req.payload.data.get("code_challenge"),
             code_challenge_method=req.payload.data.get("code_challenge_method"))
 

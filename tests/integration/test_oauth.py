@@ -397,3 +397,17 @@ def test_prune_keeps_what_names_a_live_family(admin_client, okta):
     db.session.commit()
     assert db.session.scalar(select(OAuthAuthorizationCode)) is not None
     assert scim_get(admin_client, tokens["access_token"]).status_code == 200
+
+
+def test_single_registered_uri_may_be_omitted(admin_client):
+    from app.oauth import service
+    client, secret = service.create_client("solo", [CALLBACK])
+    db.session.commit()
+    solo = {"client_id": client.client_id, "client_secret": secret}
+    url = "/oauth/authorize?" + urlencode({"response_type": "code", "client_id": solo["client_id"], "state": "s"})
+    response = admin_client.post(url, data={"decision": "allow"})
+    assert response.status_code == 302 and response.headers["Location"].startswith(CALLBACK + "?code=")
+    code = parse_qs(urlsplit(response.headers["Location"]).query)["code"][0]
+    tokens = token_request(admin_client, solo, {"grant_type": "authorization_code", "code": code})
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    assert tokens.get_json()["scope"] == "scim"
