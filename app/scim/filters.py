@@ -120,10 +120,8 @@ class IdField(Field):
     def compare(self, op, value):
         if op not in (CompareOperator.eq, CompareOperator.ne):
             raise _refuse(self.name, op)
-        try:
-            number = int(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
-        except ValueError:
-            number = None
+        from app.scim.resources import parse_id
+        number = parse_id(value) if isinstance(value, (str, int)) else None
         if number is None:  # an id we never issued: nothing equals it
             return false() if op == CompareOperator.eq else true()
         return self.column == number if op == CompareOperator.eq else self.column != number

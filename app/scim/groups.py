@@ -10,7 +10,7 @@ from app.models import Group, GroupMember, User, utcnow
 from app.scim.errors import invalid_value, not_found, uniqueness
 from app.scim.filters import DateTimeField, FilterTranslator, IdField, MultiValued, StringField
 from app.scim.patch import apply_patch, parse_operations
-from app.scim.resources import GROUP_SPEC, GroupFields, body_to_document, group_document, group_fields
+from app.scim.resources import GROUP_SPEC, GroupFields, body_to_document, group_document, group_fields, parse_id
 from app.scim.schema import CORE_GROUP
 from app.scim.users import Caller, visible_users
 from app.scoping import scoped
@@ -39,10 +39,9 @@ group_filter = FilterTranslator(_resolve_group_attr)
 
 
 def get_group(caller: Caller, group_id) -> Group:
-    try:
-        group_id = int(str(group_id))
-    except ValueError:
-        raise not_found() from None
+    group_id = parse_id(group_id)
+    if group_id is None:
+        raise not_found()
     group = db.session.scalar(scoped(Group, caller.workspace_id).where(Group.id == group_id))
     if group is None:
         raise not_found(f"Group {group_id} not found.")

@@ -18,6 +18,20 @@ USER_SPEC = ResourceSpec(core=USER_SCHEMA, extensions=(ROLE_SCHEMA,), ignored_at
 GROUP_SPEC = ResourceSpec(core=GROUP_SCHEMA)
 
 
+MAX_ID = 2**62  # beyond any id we issue, and within what every database binds
+
+
+def parse_id(value) -> int | None:
+    """A resource id from a URL, filter or member reference; None when it cannot be one of ours."""
+    if isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 19:
+        return None
+    number = int(text)
+    return number if 0 < number < MAX_ID else None
+
+
 def timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -198,10 +212,10 @@ def group_fields(doc: dict) -> GroupFields:
             kind = str(member.get("type") or "User")
             if kind.lower() != "user":
                 raise invalid_value("Only users can be group members (nested groups are not supported).")
-            value = member.get("value")
-            if value is None or not str(value).strip().isdigit() or len(str(value).strip()) > 18:
-                raise invalid_value(f"members.value {str(value)[:50]!r} is not the id of a user.")
-            members.append(int(str(value).strip()))
+            user_id = parse_id(member.get("value"))
+            if user_id is None:
+                raise invalid_value(f"members.value {str(member.get('value'))[:50]!r} is not the id of a user.")
+            members.append(user_id)
         members = list(dict.fromkeys(members))
     return GroupFields(display_name=display, external_id=_text(doc.get("externalId"), "externalId", 255),
                        member_ids=members)

@@ -28,6 +28,7 @@ csrf.exempt(bp)
 
 MAX_BODY = 1024 * 1024
 DEFAULT_COUNT = 100
+MAX_START_INDEX = 2**31  # past every row; keeps OFFSET within what databases bind
 JSON_TYPES = {"application/scim+json", "application/json"}
 
 
@@ -55,7 +56,7 @@ def authenticate_request():
         raise ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
     if request.method in ("POST", "PUT", "PATCH"):
         if request.mimetype and request.mimetype not in JSON_TYPES:
-            raise ScimError(415, f"Send the body as {MEDIA_TYPE} (got {request.mimetype}).", "invalidSyntax")
+            raise ScimError(415, f"Send the body as {MEDIA_TYPE} (got {request.mimetype}).")
 
 
 @bp.errorhandler(ScimError)
@@ -135,7 +136,7 @@ def _int_param(source: dict, name: str, default: int) -> int:
 
 
 def paging(source: dict) -> tuple[int, int]:
-    start = max(1, _int_param(source, "startIndex", 1))
+    start = min(max(1, _int_param(source, "startIndex", 1)), MAX_START_INDEX)
     count = min(MAX_RESULTS, max(0, _int_param(source, "count", DEFAULT_COUNT)))
     return start, count
 
@@ -200,6 +201,13 @@ def schema(schema_id: str):
     if found is None:
         raise not_found(f"No schema {schema_id!r}.")
     return scim_json(found)
+
+
+@bp.route("/Bulk", methods=["POST"])
+@bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_implemented():
+    """Announced as unsupported in ServiceProviderConfig (RFC 7644 §3.7, §3.11)."""
+    raise ScimError(501, "Not supported by this service provider.")
 
 
 # --- users ----------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from app.models import Group, GroupMember, ScimDetachedUser, User, UserSource, U
 from app.scim.errors import ScimError, mutability, not_found, uniqueness
 from app.scim.filters import BoolField, DateTimeField, FilterTranslator, IdField, MultiValued, StringField, ConstantField
 from app.scim.patch import apply_patch, parse_operations
-from app.scim.resources import USER_SPEC, UserFields, body_to_document, user_document, user_fields
+from app.scim.resources import USER_SPEC, UserFields, body_to_document, parse_id, user_document, user_fields
 from app.scim.schema import CORE_USER, GATEHOUSE_USER
 
 
@@ -49,10 +49,9 @@ _GROUPS_OF = (select(GroupMember.user_id, Group).join(Group, Group.id == GroupMe
 
 
 def get_user(caller: Caller, user_id) -> User:
-    try:
-        user_id = int(str(user_id))
-    except ValueError:
-        raise not_found() from None
+    user_id = parse_id(user_id)
+    if user_id is None:
+        raise not_found()
     user = db.session.scalar(_VISIBLE_BY_ID, {"workspace_id": caller.workspace_id, "user_id": user_id})
     if user is None:
         raise not_found(f"User {user_id} not found.")

@@ -106,8 +106,8 @@ def test_discovery_documents(scim):
     (b'{"userName": NaN}', SCIM, 400, "invalidSyntax"),
     (b"\xff\xfe{}", SCIM, 400, "invalidSyntax"),
     (b"[" * 100000 + b"]" * 100000, SCIM, 400, "invalidSyntax"),
-    (b'{"userName": "a@acme.test"}', "text/plain", 415, "invalidSyntax"),
-    (b"userName=a@acme.test", "application/x-www-form-urlencoded", 415, "invalidSyntax"),
+    (b'{"userName": "a@acme.test"}', "text/plain", 415, None),
+    (b"userName=a@acme.test", "application/x-www-form-urlencoded", 415, None),
     (json.dumps({"userName": "a@acme.test", "bogus": 1}).encode(), SCIM, 400, "invalidSyntax"),
     (json.dumps({"schemas": ["urn:nope"], "userName": "a@acme.test"}).encode(), SCIM, 400, "invalidSyntax"),
     (json.dumps({"schemas": "x", "userName": "a@acme.test"}).encode(), SCIM, 400, "invalidSyntax"),
@@ -218,3 +218,35 @@ def test_cli_prints_only_the_token(app, workspace):
     assert db.session.scalar(select(ScimToken.name).where(ScimToken.workspace_id == workspace.id)) == "Okta prod"
     bad = app.test_cli_runner().invoke(args=["scim-token", "create", "--workspace", "nope"])
     assert bad.exit_code == 1 and bad.stdout == "" and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("path", ["/Users/99999999999999999999999", "/Users/-1", "/Users/0", "/Groups/1e5",
+                                  "/Groups/99999999999999999999999", "/Users?startIndex=99999999999999999999&count=5",
+                                  '/Users?filter=id eq "99999999999999999999999"', "/Bulk", "/Me"])
+def test_out_of_range_ids_and_unsupported_endpoints(scim, path):
+    response = scim.get(path) if not path.startswith("/Bulk") else scim.post(path, {"Operations": []})
+    assert response.status_code in (200, 404, 501) and response.mimetype == SCIM
+    if response.status_code == 200:
+        assert response.get_json(force=True)["Resources"] == []
+
+
+def test_fuzzed_filters_paths_and_bodies_never_500(scim):
+    import random
+    rng = random.Random(7)
+    atoms = ['userName', 'emails[type eq "work"]', 'name.givenName', 'eq', 'co', 'pr', 'and', 'or', 'not', '(', ')',
+             '"x"', '"\\"', '1', 'true', 'null', '[', ']', '.', 'urn:ietf:params:scim:schemas:core:2.0:User:', 'gt',
+             'meta.lastModified', '"2020-01-01T00:00:00Z"', 'members', 'value', '\u00e9', '%', '&', ' ']
+    user = scim.post("/Users", user_body("fuzz@acme.test")).get_json(force=True)
+    for _ in range(150):
+        text = " ".join(rng.choice(atoms) for _ in range(rng.randint(1, 8)))
+        from urllib.parse import quote
+        response = scim.get(f"/Users?filter={quote(text)}")
+        assert response.status_code in (200, 400), (text, response.get_data(as_text=True))
+        operation = {"op": rng.choice(["add", "Replace", "remove", "bogus"]), "path": text,
+                     "value": rng.choice([None, "x", 1, True, [], {}, [{"value": "1"}], {"givenName": 5}])}
+        response = scim.patch(f"/Users/{user['id']}", [operation])
+        assert response.status_code in (200, 400, 409), (operation, response.get_data(as_text=True))
+        body = {rng.choice(["userName", "name", "emails", "active", ROLE_EXT, "externalId", "x"]):
+                rng.choice([None, "a@b.test", 5, {"role": "admin"}, [1], [{"value": None}], {"givenName": []}])}
+        response = scim.put(f"/Users/{user['id']}", body)
+        assert response.status_code in (200, 400, 409), (body, response.get_data(as_text=True))
