@@ -15,6 +15,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import OAuthToken, User
 from tests.conftest import PASSWORD, csrf_token_from, sign_in
+from tests.support.sso import idp, sso  # noqa: F401  (fixtures)
 
 CALLBACK = "https://system-admin.okta.com/admin/app/cpc/gatehouse/oauth/callback"
 OTHER_CALLBACK = "https://system-admin.oktapreview.com/admin/app/cpc/gatehouse/oauth/callback"
@@ -411,3 +412,17 @@ def test_single_registered_uri_may_be_omitted(admin_client):
     tokens = token_request(admin_client, solo, {"grant_type": "authorization_code", "code": code})
     assert tokens.status_code == 200, tokens.get_data(as_text=True)
     assert tokens.get_json()["scope"] == "scim"
+
+
+def test_sso_admin_signs_in_through_the_idp_and_returns_to_consent(client, okta, sso, admin):
+    """With SSO enforced, the consent page's sign-in goes through the IdP and still comes back here."""
+    url = authorize_url(okta)
+    login = client.get(url).headers["Location"]
+    client.get(login)
+    to_idp = client.post("/login", data={"email": admin.email})
+    assert to_idp.status_code == 303 and "/sso/saml/" in to_idp.headers["Location"]
+    started = sso.start(client, urlsplit(to_idp.headers["Location"]).path)
+    back = sso.post(client, sso.response(started.request_id, admin.email), started.relay_state)
+    assert back.status_code == 303 and back.headers["Location"].endswith(url)
+    page = client.get(url)
+    assert page.status_code == 200 and "Connect Acme to Okta?" in page.get_data(as_text=True)
