@@ -200,6 +200,8 @@ def test_reactivation_during_the_purge_stops_it(admin_client, leaver, jobs):
     db.session.refresh(purge)
     assert purge.state == "failed" and "reactivated" in purge.error
     assert count(Recording, Recording.owner_id == leaver.id) == 5
+    page = admin_client.get(f"/settings/members/deletions/{purge.id}").get_data(as_text=True)
+    assert "reactivated while being deleted" in page and "Try again" in page and "hx-trigger" not in page
 
 
 def test_admin_cannot_reactivate_a_member_being_deleted(admin_client, leaver):
