@@ -76,7 +76,8 @@ def run_size(n: int, nameservers: str, redis_url: str, workdir: Path) -> dict:
         db.session.commit()
         past, started = utcnow() - dt.timedelta(seconds=1), utcnow()
         db.session.execute(insert(Domain), [
-            {"workspace_id": workspace.id, "name": f"d{i}.{BASE}", "method": "dns", "status": "pending",
+            {"workspace_id": workspace.id, "name": f"d{i}.{BASE}", "registrable": f"d{i}.{BASE}", "method": "dns",
+             "status": "pending",
              "txt_value": f"v{i}", "started_at": started, "next_check_at": past, "scheduled_checks": 0,
              "created_at": started} for i in range(n)])
         db.session.commit()

@@ -120,11 +120,8 @@ def _apply(domains, lookups, scheduled: bool) -> dict[int, str]:
 
 def _overlap_across_workspaces(domains: list[Domain]) -> bool:
     """Two workspaces verifying the same name, or a parent and its subdomain, in one batch."""
-    owner = {d.name: d.workspace_id for d in domains}
+    by_base: dict[str, list[Domain]] = {}
     for d in domains:
-        labels = d.name.split(".")
-        for i in range(len(labels) - 1):
-            other = owner.get(".".join(labels[i:]))
-            if other is not None and other != d.workspace_id:
-                return True
-    return len(owner) < len(domains)
+        by_base.setdefault(d.registrable, []).append(d)
+    return any(a.workspace_id != b.workspace_id and verification.overlaps(a.name, b.name)
+               for group in by_base.values() for i, a in enumerate(group) for b in group[i + 1:])

@@ -68,7 +68,7 @@ def _back_to_list():
 
 
 def _row_response(domain: Domain, *, notice: str | None = None, error: str | None = None, status: int = 200):
-    response = make_response(render_template("domains/_row.html", notice=notice, error=error, ctx={},
+    response = make_response(render_template("domains/_row.html", notice=notice, error=error,
                                              **row_context(domain)), status)
     response.vary.add("HX-Request")
     return response
@@ -143,8 +143,9 @@ def add():
 @enterprise_admin_required
 def row(domain_id: int):
     domain = _domain(domain_id)
-    if not wants_fragment():
-        return redirect(url_for(SECTION_URL) + f"#domain-{domain.id}", 303)
+    if not wants_fragment():  # the page that holds the row
+        return render("domains/index.html", "domains/_row.html", ctx=section_context(current_user.workspace),
+                      workspace=current_user.workspace)
     shown = request.args.get("shown", "")
     current = row_version(domain)
     if shown == current:
@@ -158,10 +159,8 @@ def row(domain_id: int):
 @bp.get("/settings/domains/outside-members")
 @enterprise_admin_required
 def outside_members():
-    if not wants_fragment():
-        return redirect(url_for(SECTION_URL) + "#outside-members", 303)
-    return render("domains/index.html", "domains/_outside.html",
-                  ctx={"outside": service.members_outside_authorized_domains(current_user.workspace_id)})
+    return render("domains/index.html", "domains/_outside.html", ctx=section_context(current_user.workspace),
+                  workspace=current_user.workspace)
 
 
 @bp.post("/settings/domains/<int:domain_id>/check")

@@ -17,9 +17,9 @@ from app import mail
 from app.audit.service import record
 from app.domains import verification
 from app.domains.names import (InvalidDomain, email_domain, normalize_domain, parents_and_self, refuse_public,
-                               to_unicode)
+                               registrable_domain, to_unicode)
 from app.extensions import db
-from app.members.admin_rule import LastAdminError, ensure_admin_remains
+from app.members.admin_rule import admins_who_can_sign_in
 from app.models import Domain, DomainMethod, DomainStatus, OutboundEmail, User, UserStatus, Workspace, utcnow
 from app.security import hash_secret, new_secret
 
@@ -151,7 +151,8 @@ def add_domain(workspace: Workspace, name: str, method: str = "dns", *, actor: U
     if method == DomainMethod.email.value and not verified:
         inbox = _inbox(inbox)
     now = utcnow()
-    domain = Domain(workspace_id=workspace.id, name=name, method=method, txt_value=secrets.token_hex(16),
+    domain = Domain(workspace_id=workspace.id, name=name, registrable=registrable_domain(name) or name,
+                    method=method, txt_value=secrets.token_hex(16),
                     email_inbox=inbox if method == DomainMethod.email.value else None,
                     created_by_id=actor.id if actor is not None else None)
     verification.start_round(domain, now)
@@ -228,14 +229,13 @@ def remove_domain(domain: Domain, *, actor: User) -> None:
     """Remove the domain. SSO enforcement stops applying to it, so members on it
     may be blocked; refused if no admin could sign in afterwards."""
     workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
+    admins_could_sign_in = status == DomainStatus.verified.value and bool(admins_who_can_sign_in(workspace_id))
     record(workspace_id, "domain.removed", actor=actor, target=domain, status=status)
     db.session.delete(domain)
     db.session.flush()  # the sign-in policy reads verified domains from the database
-    try:
-        ensure_admin_remains(workspace_id)
-    except LastAdminError:
+    if admins_could_sign_in and not admins_who_can_sign_in(workspace_id):
         raise DomainError(f"{name} cannot be removed: with SSO enforced, no admin could sign in afterwards. "
-                          "Give an admin a way to sign in that does not depend on this domain first.") from None
+                          "Give an admin a way to sign in that does not depend on this domain first.")
 
 
 # --- the emailed link -------------------------------------------------------------------------

@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from app.audit.service import record
 from app.domains.dns_check import Outcome, TxtLookup, explain
 from app.extensions import db
-from app.members.admin_rule import LastAdminError, ensure_admin_remains
+from app.members.admin_rule import admins_who_can_sign_in
 from app.models import Domain, DomainMethod, DomainStatus
 
 PENDING_FOR = dt.timedelta(days=7)
@@ -47,15 +47,18 @@ def start_round(domain: Domain, now: dt.datetime) -> None:
 
 def conflicting_domain(name: str, workspace_id: int) -> Domain | None:
     """Another workspace's verified domain equal to, a parent of, or under `name`."""
-    from app.domains.names import parents_and_self
-    candidates = parents_and_self(name)
-    under = "%." + name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    from app.domains.names import registrable_domain
     # No autoflush: a batch flushing before every look-up would cost more than its DNS
     # queries. jobs.domains checks the batch's own verifications against each other.
     with db.session.no_autoflush:
-        return db.session.scalar(select(Domain).where(
-            Domain.workspace_id != workspace_id, Domain.status == DomainStatus.verified.value,
-            or_(Domain.name.in_(candidates), Domain.name.like(under, escape="\\"))).limit(1))
+        same_base = db.session.scalars(select(Domain).where(
+            Domain.registrable == (registrable_domain(name) or name), Domain.workspace_id != workspace_id,
+            Domain.status == DomainStatus.verified.value))
+        return next((d for d in same_base if overlaps(d.name, name)), None)
+
+
+def overlaps(a: str, b: str) -> bool:
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
 
 
 def mark_verified(domain: Domain, *, how: str, actor=None, actor_label: str, now: dt.datetime) -> bool:
@@ -144,11 +147,10 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     the workspace without an admin who can sign in (SSO enforcement on a domain
     that no longer counts), in which case the domain is held and admins warned."""
     from app.members.service import notify_admins
+    admins_could_sign_in = bool(admins_who_can_sign_in(domain.workspace_id))
     domain.status = DomainStatus.failed.value
     db.session.flush()  # the sign-in policy reads verified domains from the database
-    try:
-        ensure_admin_remains(domain.workspace_id)
-    except LastAdminError:
+    if admins_could_sign_in and not admins_who_can_sign_in(domain.workspace_id):
         domain.status = DomainStatus.verified.value
         domain.next_check_at = now + HOURLY
         db.session.flush()

@@ -50,6 +50,9 @@ class Domain(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(253))  # lowercase ASCII (punycode for IDN)
+    # acme.co.uk for eu.acme.co.uk: overlapping names (equal, parent, subdomain) share it,
+    # so "verified elsewhere?" is one index look-up, not a scan.
+    registrable: Mapped[str] = mapped_column(String(253), index=True)
     method: Mapped[str] = mapped_column(String(10), default=DomainMethod.dns.value)
     status: Mapped[str] = mapped_column(String(10), default=DomainStatus.pending.value)
 
