@@ -10,11 +10,12 @@ links, outbound mail). Audit events stay, with the person pseudonymised.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.service import pseudonymise_user, record
@@ -27,6 +28,8 @@ from app.scoping import get_scoped
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
+# A running purge renews this lease with every batch; one silent for longer lost its worker.
+LEASE = dt.timedelta(minutes=5)
 ACTIVE_STATES = (PurgeState.queued.value, PurgeState.running.value)
 
 
@@ -156,16 +159,14 @@ def _stop(purge: UserPurge, message: str) -> UserPurge:
 
 def run(purge_id: int, *, batch_size: int = DEFAULT_BATCH_SIZE, pause: float = 0.0) -> UserPurge | None:
     """Run (or resume) one purge to its end. Commits after every batch."""
+    if not _claim(purge_id):
+        return db.session.get(UserPurge, purge_id)  # done, stopped, missing, or another worker has it
     purge = db.session.get(UserPurge, purge_id)
-    if purge is None or purge.state not in ACTIVE_STATES:
-        return purge  # done, stopped, or never existed: nothing to do
     batch_size = max(1, int(batch_size))
     user = get_scoped(User, purge.workspace_id, purge.user_id)
     if user is None:
         return _finish(purge)  # an earlier run deleted the row but did not get to mark it done
     email_normalized = user.email_normalized
-    purge.state, purge.updated_at = PurgeState.running.value, utcnow()
-    db.session.commit()
     for name, step in _steps(purge, email_normalized):
         while True:
             db.session.refresh(user, ["status"])
@@ -185,6 +186,19 @@ def run(purge_id: int, *, batch_size: int = DEFAULT_BATCH_SIZE, pause: float = 0
             if pause:
                 time.sleep(pause)
     return _finish(purge, user)
+
+
+def _claim(purge_id: int) -> bool:
+    """Take the purge for this run: queued, or running but silent for LEASE (its
+    worker died). Every batch renews the lease, so two workers never share one."""
+    now = utcnow()
+    claimed = db.session.execute(update(UserPurge).where(
+        UserPurge.id == purge_id,
+        or_(UserPurge.state == PurgeState.queued.value,
+            and_(UserPurge.state == PurgeState.running.value, UserPurge.updated_at < now - LEASE)))
+        .values(state=PurgeState.running.value, updated_at=now)).rowcount
+    db.session.commit()
+    return claimed == 1
 
 
 def _transfer_target_ok(purge: UserPurge) -> bool:
@@ -218,9 +232,8 @@ def _finish(purge: UserPurge, user: User | None = None) -> UserPurge:
     return purge
 
 
-def stalled(older_than_seconds: int = 300) -> list[UserPurge]:
+def stalled() -> list[UserPurge]:
     """Purges whose job was lost (Redis flushed, worker killed): the sweep resumes them."""
-    import datetime as dt
-    cutoff = utcnow() - dt.timedelta(seconds=older_than_seconds)
+    cutoff = utcnow() - LEASE
     return list(db.session.scalars(select(UserPurge).where(UserPurge.state.in_(ACTIVE_STATES),
                                                            UserPurge.updated_at < cutoff)))

@@ -236,3 +236,16 @@ def test_deletion_needs_the_csrf_token(client, admin, leaver):
     ok = client.post(f"/settings/members/{leaver.id}/delete",
                      data={"confirm": "y", "csrf_token": csrf_token_from(page)})
     assert ok.status_code == 303 and count(UserPurge) == 1
+
+
+def test_a_purge_another_worker_holds_is_left_alone(admin_client, leaver):
+    from app.members import deletion
+    from app.models import utcnow
+    add_recordings(leaver, 3)
+    admin_client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"})
+    purge = db.session.scalar(select(UserPurge))
+    purge.state, purge.updated_at = "running", utcnow()  # a live worker renewed its lease just now
+    db.session.commit()
+    deletion.run(purge.id, batch_size=1)
+    assert count(Recording, Recording.owner_id == leaver.id) == 3
+    assert db.session.get(UserPurge, purge.id).counts == {}
