@@ -57,7 +57,7 @@ def check(response, status: int | tuple):
 
 # --- Gatehouse --------------------------------------------------------------------------------------
 
-def gatehouse_app(database_url: str, instance: Path):
+def gatehouse_app(database_url: str, instance: Path, fresh: bool = True):
     from app import create_app
     from app.extensions import db
     app = create_app({
@@ -65,10 +65,11 @@ def gatehouse_app(database_url: str, instance: Path):
         "REDIS_URL": "redis://127.0.0.1:1/0", "RATELIMIT_STORAGE_URI": "memory://", "MAIL_DIR": str(instance / "mail"),
         "RQ_ASYNC": False,
     })
-    with app.app_context():
-        if database_url.startswith("postgresql"):
-            db.drop_all()
-        db.create_all()
+    if fresh:
+        with app.app_context():
+            if database_url.startswith("postgresql"):
+                db.drop_all()
+            db.create_all()
     return app
 
 
@@ -152,26 +153,57 @@ def user_body(email: str) -> dict:
             "emails": [{"value": email, "type": "work", "primary": True}]}
 
 
-def run_size(size: int, database_url: str | None, calls: int, instance: Path) -> dict:
-    url = database_url or f"sqlite:///{instance / f'bench-{size}.db'}"
-    app = gatehouse_app(url, instance)
-    token, ids, emails = seed(app, size)
-    auth = {"Authorization": f"Bearer {token}"}
-    client = Client(app)
-    rng = random.Random(size)
-    out = {"size": size}
+def combine(parts: list[dict], calls_per_part: int) -> dict:
+    total = sum(calls_per_part / p["per_s"] for p in parts)
+    n = calls_per_part * len(parts)
+    return {"mean_ms": 1000 * total / n, "p95_ms": statistics.median(p["p95_ms"] for p in parts), "per_s": n / total}
 
-    def get(path):
-        return check(client.get(path, headers=auth), 200)
 
-    get("/scim/v2/Users?count=1")  # warm up
-    out["filter_eq"] = timed(calls, lambda i: get(
-        f'/scim/v2/Users?filter=userName%20eq%20%22{rng.choice(emails).upper()}%22'))
-    out["get_by_id"] = timed(calls, lambda i: get(f"/scim/v2/Users/{rng.choice(ids)}"))
-    out["list_page"] = timed(max(calls // 3, 10), lambda i: get(
-        f"/scim/v2/Users?startIndex={rng.randrange(1, max(size - 100, 2))}&count=100"))
-    out["last_page"] = timed(10, lambda i: get(f"/scim/v2/Users?startIndex={size - 99}&count=100"))
+class Setup:
+    """One seeded workspace of `size` members and the clients that talk to it."""
 
+    def __init__(self, size: int, database_url: str | None, instance: Path, fresh: bool):
+        self.size = size
+        self.url = database_url or f"sqlite:///{instance / f'bench-{size}.db'}"
+        self.app = gatehouse_app(self.url, instance, fresh)
+        self.token, self.ids, self.emails = seed(self.app, size)
+        self.auth = {"Authorization": f"Bearer {self.token}"}
+        self.client = Client(self.app)
+        self.rng = random.Random(size)
+        self.get("/scim/v2/Users?count=1")  # warm up
+
+    def get(self, path):
+        return check(self.client.get(path, headers=self.auth), 200)
+
+    def reads(self) -> dict:
+        rng, size = self.rng, self.size
+        return {
+            "filter_eq": lambda i: self.get(
+                f'/scim/v2/Users?filter=userName%20eq%20%22{rng.choice(self.emails).upper()}%22'),
+            "get_by_id": lambda i: self.get(f"/scim/v2/Users/{rng.choice(self.ids)}"),
+            "list_page": lambda i: self.get(f"/scim/v2/Users?startIndex={rng.randrange(1, max(size - 100, 2))}&count=100"),
+            "last_page": lambda i: self.get(f"/scim/v2/Users?startIndex={size - 99}&count=100"),
+        }
+
+
+def measure_reads(setups: list[Setup], calls: int) -> dict[int, dict]:
+    """Every size in the same rounds, so a busy moment on the machine hits all sizes alike."""
+    rounds, out = 10, {s.size: {} for s in setups}
+    per_round = {"filter_eq": max(calls // rounds, 1), "get_by_id": max(calls // rounds, 1),
+                 "list_page": max(calls // (3 * rounds), 1), "last_page": 1}
+    parts = {(s.size, key): [] for s in setups for key in per_round}
+    for _ in range(rounds):
+        for setup in setups:
+            for key, fn in setup.reads().items():
+                parts[(setup.size, key)].append(timed(per_round[key], fn))
+    for (size, key), samples in parts.items():
+        out[size][key] = combine(samples, per_round[key])
+    return out
+
+
+def measure_writes(setup: Setup, calls: int) -> dict:
+    app, url, token, ids, rng, size = setup.app, setup.url, setup.token, setup.ids, setup.rng, setup.size
+    client, auth, out = setup.client, setup.auth, {}
     run = secrets.token_hex(3)
     with app.app_context():
         from app.extensions import db
@@ -213,13 +245,7 @@ def run_size(size: int, database_url: str | None, calls: int, instance: Path) ->
             offset = round_no * per_round
             samples[key].append(timed(per_round, lambda i, fn=contenders[key]: fn(offset + i)))
     for key, parts in samples.items():
-        total = sum(per_round / p["per_s"] for p in parts)
-        out[key] = {"mean_ms": 1000 * total / (rounds * per_round),
-                    "p95_ms": statistics.median(p["p95_ms"] for p in parts),
-                    "per_s": rounds * per_round / total}
-    with app.app_context():
-        from app.extensions import db
-        db.engine.dispose()
+        out[key] = combine(parts, per_round)
     return out
 
 
@@ -231,7 +257,11 @@ def main() -> None:
     args = parser.parse_args()
     instance = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     try:
-        results = [run_size(size, args.database_url, args.calls, instance) for size in args.sizes]
+        # SQLite: a file per size. A database server: sizes share it, each in its own workspace.
+        setups = [Setup(size, args.database_url, instance, fresh=index == 0 or not args.database_url)
+                  for index, size in enumerate(args.sizes)]
+        reads = measure_reads(setups, args.calls)
+        results = [{"size": s.size, **reads[s.size], **measure_writes(s, args.calls)} for s in setups]
     finally:
         shutil.rmtree(instance, ignore_errors=True)
     report(results)

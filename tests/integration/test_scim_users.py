@@ -176,3 +176,13 @@ def test_write_responses_match_a_later_read(scim):
     assert patched.headers["ETag"] == read.headers["ETag"] != created.headers["ETag"]
     not_modified = scim.get(f"/Users/{created.get_json(force=True)['id']}", headers={"If-None-Match": read.headers["ETag"]})
     assert not_modified.status_code == 304 and not_modified.get_data() == b""
+
+
+def test_totals_leave_detached_users_out_on_every_page(scim):
+    ids = [scim.post("/Users", user_body(f"t{i}@acme.test")).get_json(force=True)["id"] for i in range(3)]
+    scim.delete(f"/Users/{ids[1]}")
+    for query in ("count=1", "count=1&startIndex=2", "count=10", 'filter=userName sw "t"&count=1'):
+        body = scim.get(f"/Users?{query}").get_json(force=True)
+        expected = 2 if "filter" in query else 3  # the admin, t0 and t2
+        assert body["totalResults"] == expected, query
+        assert ids[1] not in [r["id"] for r in body["Resources"]]
