@@ -65,8 +65,6 @@ def section_context(workspace: Workspace) -> dict:
         "last_revocation": service.last_revocation(workspace.id),
         "tokens": _active_tokens(workspace.id),
         "log_rows": log_rows,
-        "token_form": TokenForm(formdata=None),
-        "action_form": ActionForm(),
     }
 
 
