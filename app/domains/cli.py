@@ -6,6 +6,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError
 
 from app.cli import fail, require_workspace
+from app.domains.service import INBOXES, DomainError, add_domain
 from app.extensions import db
 
 domain_cli = AppGroup("domain", help="Manage authorized domains.")
@@ -15,12 +16,11 @@ domain_cli = AppGroup("domain", help="Manage authorized domains.")
 @click.option("--workspace", "slug", required=True, help="The workspace's slug.")
 @click.argument("name")
 @click.option("--method", type=click.Choice(["dns", "email"]), default="dns", show_default=True)
-@click.option("--inbox", type=click.Choice(["admin", "administrator", "hostmaster", "postmaster", "webmaster"]),
+@click.option("--inbox", type=click.Choice(INBOXES),
               default="admin", show_default=True, help="For --method email: who gets the link.")
 @click.option("--verified", is_flag=True, help="Operator override: verified at once, without proof (audited).")
 def add_command(slug, name, method, inbox, verified):
     """Add DOMAIN; prints `<domain> <status>`, and for DNS the record to publish."""
-    from app.domains.service import DomainError, add_domain
     workspace = require_workspace(slug)
     try:
         domain = add_domain(workspace, name, method, inbox=inbox, verified=verified)

@@ -39,24 +39,24 @@ def enterprise_admin_required(view):
 # --- view models ------------------------------------------------------------------------------
 
 def row_context(domain: Domain) -> dict:
-    return {"domain": domain, "email_problem": service.email_problem(domain),
-            "email_sent_at": service.email_sent_at(domain) if domain.method == "email" else None,
-            "version": row_version(domain)}
+    email_problem = service.email_problem(domain)
+    email_sent_at = service.email_sent_at(domain) if domain.method == "email" else None
+    return {"domain": domain, "email_problem": email_problem, "email_sent_at": email_sent_at,
+            "version": row_version(domain, email_problem, email_sent_at), "inboxes": service.INBOXES}
 
 
-def row_version(domain: Domain) -> str:
-    """Changes whenever the row would look different: a poll with this value gets 204."""
-    parts = (domain.status, domain.method, domain.email_inbox, domain.last_checked_at, domain.check_requested_at,
-             domain.record_missing_since, domain.failure_held_at, domain.email_token_expires_at,
-             service.email_problem(domain), service.email_sent_at(domain), domain.last_detail)
+def row_version(domain: Domain, *extra) -> str:
+    """Changes whenever the row would look different: a poll that sends it back gets 204."""
+    parts = (domain.method, domain.email_inbox, domain.last_checked_at, domain.check_requested_at,
+             domain.record_missing_since, domain.failure_held_at, domain.email_token_expires_at, domain.last_detail,
+             *extra)
     return domain.status + "." + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:
-    domains = service.list_domains(workspace.id)
-    return {"domains": domains, "rows": [row_context(d) for d in domains], "form": form or AddDomainForm(),
-            "outside": service.members_outside_authorized_domains(workspace.id),
-            "action_form": ActionForm(), "inboxes": service.INBOXES}
+    """The Security page's section (and this area's own pages)."""
+    return {"rows": [row_context(d) for d in service.list_domains(workspace.id)], "form": form or AddDomainForm(),
+            "outside": service.members_outside_authorized_domains(workspace.id)}
 
 
 def _domain(domain_id: int) -> Domain:
@@ -147,8 +147,7 @@ def row(domain_id: int):
         return render("domains/index.html", "domains/_row.html", ctx=section_context(current_user.workspace),
                       workspace=current_user.workspace)
     shown = request.args.get("shown", "")
-    current = row_version(domain)
-    if shown == current:
+    if shown == row_context(domain)["version"]:
         return "", 204  # nothing changed: the row (and any open form in it) stays as it is
     response = _row_response(domain)
     if shown and shown.partition(".")[0] != domain.status:
