@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload
 
 from app.audit.service import record
 from app.extensions import db
@@ -40,8 +41,9 @@ def visible_users(workspace_id: int):
 
 
 # Hot statements built once, so SQLAlchemy reuses their compiled form on every request.
-_VISIBLE_BY_ID = select(User).where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"),
-                                    _not_detached())
+# The caller's workspace is already in the session: no join to load it again with every user.
+_VISIBLE_BY_ID = (select(User).options(lazyload(User.workspace))
+                  .where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"), _not_detached()))
 _BY_EMAIL = select(User).where(User.workspace_id == bindparam("workspace_id"),
                                User.email_normalized == bindparam("email"))
 _ANY_DETACHED = select(ScimDetachedUser.user_id).where(ScimDetachedUser.workspace_id == bindparam("workspace_id")).limit(1)
@@ -118,7 +120,8 @@ def list_users(caller: Caller, *, filter_text: str | None, start_index: int, cou
         if db.session.scalar(_ANY_DETACHED, {"workspace_id": caller.workspace_id}) is not None:
             counted = counted.where(_not_detached())
         total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
-    users = list(db.session.scalars(select(User).where(User.id.in_(page_ids)).order_by(User.id))) if page_ids else []
+    users = list(db.session.scalars(select(User).options(lazyload(User.workspace)).where(User.id.in_(page_ids))
+                                    .order_by(User.id))) if page_ids else []
     return total, users
 
 
