@@ -45,8 +45,11 @@ def test_list_shows_source_and_groups(admin_client, workspace, make_user):
     row = re.search(r'<tr id="member-%d">.*?</tr>' % scim_user.id, html, re.S).group(0)
     assert "SCIM" in row and "Engineering" in row and "Managed by Okta" in row and "Override Okta" in row
     assert "SSO (JIT)" in html
-    filtered = admin_client.get("/settings/members?source=scim").get_data(as_text=True)
-    assert "okta.user@acme.test" in filtered and "jit@acme.test" not in filtered
+    filtered = admin_client.get("/settings/members?source=scim", headers={"HX-Request": "true"})
+    assert "HX-Request" in filtered.headers["Vary"]
+    html = filtered.get_data(as_text=True)
+    assert "<html" not in html and "Engineering" in html
+    assert "okta.user@acme.test" in html and "jit@acme.test" not in html
 
 
 @pytest.mark.parametrize("query", ["page=-5", "page=abc", "status=bogus&role=%00", "q=" + "%" * 300,
