@@ -250,3 +250,31 @@ def test_fuzzed_filters_paths_and_bodies_never_500(scim):
                 rng.choice([None, "a@b.test", 5, {"role": "admin"}, [1], [{"value": None}], {"givenName": []}])}
         response = scim.put(f"/Users/{user['id']}", body)
         assert response.status_code in (200, 400, 409), (body, response.get_data(as_text=True))
+
+
+@pytest.mark.csrf
+def test_scim_is_exempt_from_csrf(scim):
+    response = scim.post("/Users", user_body("csrf@acme.test"))
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert "Set-Cookie" not in response.headers
+
+
+def test_registered_verifiers_authenticate_after_static_tokens(client, workspace, monkeypatch):
+    from app.scim import auth
+    seen = []
+
+    def verifier(bearer):
+        seen.append(bearer)
+        return auth.ScimPrincipal(workspace.id, "OAuth: Okta") if bearer == "oauth-access-token" else None
+
+    monkeypatch.setattr(auth, "_verifiers", [verifier])
+    scim = ScimClient(client, "oauth-access-token")
+    created = scim.post("/Users", user_body("oauth@acme.test"))
+    assert created.status_code == 201
+    from app.models import AuditEvent
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "scim.user_created"))
+    assert event.actor_label == "OAuth: Okta"
+    assert_scim_error(ScimClient(client, "other").get("/Users"), 401)
+    static = ScimClient(client, make_token(workspace))
+    seen.clear()
+    assert static.get("/Users").status_code == 200 and seen == []  # static tokens never reach the verifiers
