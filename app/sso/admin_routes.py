@@ -18,7 +18,7 @@ from app.models import SamlLoginLog
 from app.scoping import get_scoped_or_404
 from app.sso import connections, recovery, saml, signin
 from app.sso.connections import ConnectionError_
-from app.sso.errors import describe
+from app.sso.errors import SamlError, describe
 from app.sso.forms import (ActionForm, CertificateForm, EnableForm, IdpForm, JitForm, ManualForm, MetadataUrlForm,
                            MetadataXmlForm)
 from app.sso.metadata import MetadataError
@@ -185,7 +185,10 @@ def start_test():
     if conn is None or not conn.is_configured:
         return _invalid("test", None, "Give Gatehouse your IdP's metadata before testing.")
     browser_id, is_new = _browser_id()
-    started = saml.start_login(conn, is_test=True, started_by=current_user, browser_id=browser_id)
+    try:
+        started = saml.start_login(conn, is_test=True, started_by=current_user, browser_id=browser_id)
+    except SamlError as err:
+        return _invalid("test", None, err.reason)
     db.session.commit()
     response = redirect(started.redirect_url, 303)
     if wants_fragment():  # htmx would follow the redirect by XHR: make it navigate instead

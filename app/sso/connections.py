@@ -124,6 +124,10 @@ def apply_idp_config(conn: SsoConnection, config: IdpConfig, *, source: str, act
         if fp not in have:
             changes.append(f"certificate added {fp}")
             conn.certificates.append(_cert_row(info, conn.workspace_id, source))
+    from app.sso.saml import settings_problem
+    problem = settings_problem(conn)
+    if problem:
+        raise MetadataError(problem)
     if changes:
         conn.updated_at = utcnow()
         record(conn.workspace_id, "sso.idp_configured", actor=actor, target=conn, source=source, changes=changes)

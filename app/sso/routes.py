@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from app.audit.service import record
-from app.auth.policy import SignInMethod, sign_in_method
 from app.auth.sessions import start_session
 from app.extensions import csrf, db, limiter
+from app.models import SsoConnection
 from app.models.sso import CONNECTION_ID_PATTERN
 from app.security import new_secret
 from app.sso import connections, recovery, saml, signin
@@ -59,7 +60,10 @@ def login(cid: str):
         return _refusal_page(SamlError(E.not_configured))
     next_url = safe_next(request.args.get("next")) or safe_next(session.pop("next", None))
     browser_id, is_new = _browser_id()
-    started = saml.start_login(conn, next_url=next_url, browser_id=browser_id)
+    try:
+        started = saml.start_login(conn, next_url=next_url, browser_id=browser_id)
+    except SamlError as err:
+        return _refusal_page(err)
     db.session.commit()
     return _with_browser_cookie(redirect(started.redirect_url, 303), browser_id, is_new)
 
@@ -81,10 +85,10 @@ def acs(cid: str):
     try:
         if not conn.is_on:
             raise SamlError(E.connection_off, "SSO was turned off during the sign-in")
+        # The SSO policy (app.sso.policy) in full: this connection is on, the
+        # email's domain is authorized (checked in resolve_user) and the member
+        # is active — so sign_in_method(user) is `sso`, without asking again.
         result = signin.resolve_user(assertion, dry_run=False)
-        if sign_in_method(result.user) is not SignInMethod.sso:
-            raise SamlError(E.domain_not_authorized, "the policy does not allow SSO for this member",
-                            email=result.email)
     except SamlError as err:
         err.connection, err.request, err.email = conn, req, err.email or assertion.nameid
         return _refused(cid, err, summary=assertion.summary)
@@ -95,7 +99,15 @@ def acs(cid: str):
     signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="success", email=result.email, user=user,
                        summary={"issuer": assertion.summary.get("issuer"),
                                 "assertion_id": assertion.assertion_id})
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError as exc:  # the same assertion posted twice at once: the replay index refused one
+        db.session.rollback()
+        session.clear()
+        if not saml.is_replay_conflict(exc):
+            raise
+        return _refused(cid, SamlError(E.replay, "assertion used concurrently", email=result.email,
+                                       connection=db.session.get(SsoConnection, conn.id)))
     return redirect(safe_next(req.next_url) or url_for("main.library"), 303)
 
 

@@ -30,13 +30,17 @@ import base64
 import binascii
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import onelogin.saml2
 from flask import current_app
+from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
-from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as ValidationError
+from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError as ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
@@ -111,7 +115,9 @@ def settings_dict(conn: SsoConnection) -> dict:
             "wantAttributeStatement": False,    # NameID-only responses are fine: the NameID is the email
             "wantNameId": True,
             "requestedAuthnContext": False,     # let the IdP decide how (MFA, passwordless ...)
-            "wantXMLValidation": True,
+            # Schema validation is done by `_validate_schema` with the library's own XSD,
+            # compiled once per thread (the library re-reads and compiles it on every response).
+            "wantXMLValidation": False,
             "authnRequestsSigned": False,
         },
     }
@@ -121,15 +127,36 @@ _settings_cache: dict[tuple, OneLogin_Saml2_Settings] = {}
 
 
 def saml_settings(conn: SsoConnection) -> OneLogin_Saml2_Settings:
-    """Parsed settings per connection version (parsing certs costs more than a signature check)."""
+    """Parsed settings per connection version, so the ACS neither loads the
+    certificates nor re-parses them on every sign-in. Every change to a
+    connection or its certificates bumps `updated_at` (app.sso.connections),
+    which makes a new key; each process keeps its own small cache."""
     key = (current_app.config["BASE_URL"], conn.id, conn.connection_id, conn.idp_entity_id, conn.sso_url,
-           tuple(sorted(c.fingerprint for c in conn.certificates)))
+           conn.updated_at)
     cached = _settings_cache.get(key)
     if cached is None:
         if len(_settings_cache) > 256:
             _settings_cache.clear()
-        cached = _settings_cache[key] = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True)
+        try:
+            cached = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True)
+        except OneLogin_Saml2_Error as exc:  # e.g. an IdP URL the library refuses: explained, never a 500
+            raise SamlError(E.not_configured, f"python3-saml refused the settings: {exc}") from exc
+        _settings_cache[key] = cached
     return cached
+
+
+def settings_problem(conn: SsoConnection) -> str | None:
+    """Why python3-saml would refuse this connection's settings, in plain words (None if it accepts them)."""
+    try:
+        OneLogin_Saml2_Settings(settings_dict(conn))  # the IdP part too
+    except OneLogin_Saml2_Error as exc:
+        reason = str(exc)
+        if "idp_sso_url_invalid" in reason:
+            return "The IdP single sign-on URL is not a valid URL (use a full https:// URL with a domain name)."
+        if "sp_acs_url_invalid" in reason or "sp_entityId" in reason:
+            return "Gatehouse's BASE_URL is not accepted by the SAML library (it needs a domain name or an IP)."
+        return f"The SAML settings were refused ({reason})."
+    return None
 
 
 def sp_metadata_xml(conn: SsoConnection) -> str:
@@ -194,6 +221,22 @@ def _parse(saml_response: str | None, settings: OneLogin_Saml2_Settings | None) 
         raise SamlError(E.malformed, f"not base64/XML: {type(exc).__name__}: {str(exc)[:200]}") from exc
     except Exception as exc:  # noqa: BLE001 - DTDForbidden, EntitiesForbidden, lxml errors: never a 500
         raise SamlError(E.malformed, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+_schemas = threading.local()
+
+
+def _validate_schema(document) -> None:
+    """The SAML protocol schema check python3-saml does in strict mode, with the
+    compiled schema kept (lxml validators are not shared between threads)."""
+    schema = getattr(_schemas, "protocol", None)
+    if schema is None:
+        path = Path(onelogin.saml2.__file__).parent / "schemas" / "saml-schema-protocol-2.0.xsd"
+        with path.open("rb") as xsd:
+            schema = _schemas.protocol = etree.XMLSchema(etree.parse(xsd))
+    if not schema.validate(document):
+        first = schema.error_log.last_error
+        raise SamlError(E.malformed, f"not a valid SAML 2.0 Response (schema): {first.message if first else ''}"[:300])
 
 
 def _first(root, xpath: str):
@@ -323,10 +366,15 @@ def _library_error(exc: Exception, summary: dict, conn: SsoConnection) -> SamlEr
     return SamlError(code, str(exc)[:300], details)
 
 
-def _redeem_relay_state(relay_state: str | None) -> SamlRequest | None:
+def _redeem_relay_state(relay_state: str | None) -> tuple[SamlRequest | None, SsoConnection | None]:
+    """The stored request and its connection, in one query."""
     if not relay_state or len(relay_state) > 200:
-        return None
-    return db.session.scalar(select(SamlRequest).where(SamlRequest.relay_state_hash == hash_secret(relay_state)))
+        return None, None
+    row = db.session.execute(
+        select(SamlRequest, SsoConnection).join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
+        .where(SamlRequest.relay_state_hash == hash_secret(relay_state))
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def consume_response(connection_id: str, saml_response: str | None, relay_state: str | None,
@@ -337,16 +385,15 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
     the session (or the refusal's log row) in one transaction."""
     response = _parse(saml_response, None)
     summary = summarize(response.document)
-    req = _redeem_relay_state(relay_state)
+    req, conn = _redeem_relay_state(relay_state)
     if req is None:
         if not summary["in_response_to"]:
             raise SamlError(E.unsolicited, "no InResponseTo and no known RelayState")
         raise SamlError(E.request_unknown, "RelayState unknown, expired or already used",
                         {"received": summary["in_response_to"]})
-    conn = db.session.get(SsoConnection, req.connection_pk)
-    if conn is None or conn.connection_id != connection_id:
+    if conn.connection_id != connection_id:
         raise SamlError(E.wrong_connection, "posted to another connection's ACS",
-                        {"expected": conn.connection_id if conn else None, "received": connection_id})
+                        {"expected": conn.connection_id, "received": connection_id})
     try:
         if req.expires_at <= utcnow():
             db.session.delete(req)
@@ -360,9 +407,10 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         if summary["in_response_to"] != req.request_id:
             raise SamlError(E.in_response_to_mismatch, "InResponseTo differs from the stored request",
                             {"expected": req.request_id, "received": summary["in_response_to"]})
-        if not conn.is_configured:
+        if not (conn.idp_entity_id and conn.sso_url):
             raise SamlError(E.not_configured, "connection has no IdP configuration")
-        response._settings = saml_settings(conn)
+        response._settings = saml_settings(conn)  # no certificate: not_configured
+        _validate_schema(response.document)
         path = f"/sso/saml/{conn.connection_id}/acs"
         try:
             response.is_valid(request_data(path, post={"SAMLResponse": saml_response}), req.request_id,
@@ -404,12 +452,14 @@ def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -
                                                            SamlReplay.assertion_id == assertion_id))
     if exists:
         raise SamlError(E.replay, f"assertion {assertion_id} already used")
-    try:
-        with db.session.begin_nested():
-            db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
-                                      expires_at=expires))
-    except IntegrityError as exc:
-        raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
+    # Two concurrent posts of one assertion both pass the look-up; the unique
+    # index refuses the second at commit (see `is_replay_conflict`).
+    db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
+                              expires_at=expires))
+
+
+def is_replay_conflict(exc: IntegrityError) -> bool:
+    return "saml_replay" in str(exc.orig).lower() or "uq_saml_replay" in str(exc.orig).lower()
 
 
 def purge_expired() -> int:

@@ -370,3 +370,13 @@ def test_login_log_keeps_no_raw_assertion(client, sso, make_user):
     sso.sign_in(client, "ada@acme.test")
     for entry in db.session.scalars(select(SamlLoginLog)):
         assert entry.trace is None or ("<saml" not in entry.trace and len(entry.trace) <= 2000)
+
+
+def test_response_that_breaks_the_saml_schema_is_refused(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test")
+    root.insert(1, etree.Element(f"{{{NS['samlp']}}}Bogus"))  # outside the signed assertion
+    refusal(sso.post(client, root, started.relay_state))
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "malformed_response" and "schema" in entry.trace

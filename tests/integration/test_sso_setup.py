@@ -122,6 +122,9 @@ def test_manual_configuration_and_bad_input_are_422(admin_client, workspace, idp
                                                    "certificate": "not a cert"}, headers={"HX-Request": "true"})
     assert bad.status_code == 422 and "not an X.509 certificate" in bad.get_data(as_text=True)
     assert 'id="sso"' in bad.get_data(as_text=True) and "<html" not in bad.get_data(as_text=True)
+    bad = admin_client.post(f"{SSO}/manual", data={"entity_id": idp.entity_id, "sso_url": "https://idp/sso",
+                                                   "certificate": idp.cert_pem.decode()})
+    assert bad.status_code == 422 and "not a valid URL" in bad.get_data(as_text=True)
     bad = admin_client.post(f"{SSO}/metadata-xml", data={"metadata_xml": "<!DOCTYPE x><x/>"})
     assert bad.status_code == 422 and "not valid SAML IdP metadata" in bad.get_data(as_text=True)
     ok = admin_client.post(f"{SSO}/manual", data={"entity_id": idp.entity_id, "sso_url": idp.sso_url,

@@ -1,0 +1,137 @@
+"""SAML ACS benchmark (not a test): `python bench/acs.py [--calls 300] [--database-url URL]`.
+
+Measures, in one run and on the same signed responses (keys made here):
+
+- **bare**: python3-saml's `OneLogin_Saml2_Auth.process_response(request_id)`
+  with prepared settings — validation only (the floor);
+- **ACS**: Gatehouse's `/sso/saml/<cid>/acs` end to end, a WSGI call through
+  Flask (no sockets): the stored request looked up by RelayState and consumed,
+  the same validation plus the SP checks, the replay cache, the user and
+  policy look-ups, a fresh session, the audit event and login log, one commit.
+
+Each call gets its own AuthnRequest (made by the app's /login endpoint, not
+timed) and its own signed response (made before timing), as in real use.
+Prints mean/median per call and the ratio ACS / bare (target <= 1.5x).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from onelogin.saml2.auth import OneLogin_Saml2_Auth  # noqa: E402
+from onelogin.saml2.settings import OneLogin_Saml2_Settings  # noqa: E402
+
+from tests.support.saml_idp import TestIdp, encode, read_authn_request  # noqa: E402
+
+
+def build_app(database_url: str, instance: Path):
+    from app import create_app
+    from app.extensions import db
+    app = create_app({
+        "TESTING": False, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "BASE_URL": "http://bench.test",
+        "REDIS_URL": "redis://127.0.0.1:1/0", "RATELIMIT_STORAGE_URI": "memory://", "RATELIMIT_ENABLED": False,
+        "MAIL_DIR": str(instance / "mail"), "RQ_ASYNC": False,
+    })
+    with app.app_context():
+        if database_url.startswith("postgresql"):
+            db.drop_all()
+        db.create_all()
+    return app
+
+
+def seed(app, idp: TestIdp) -> str:
+    from app.domains.service import add_domain
+    from app.extensions import db
+    from app.models import User
+    from app.sso import connections
+    from app.workspaces.service import create_workspace
+    with app.app_context():
+        workspace = create_workspace("Bench", "enterprise", "admin@bench.test", "bench-password-1")
+        add_domain(workspace, "bench.test", verified=True)
+        user = User(workspace_id=workspace.id, name="Ada", role="creator")
+        user.set_email("ada@bench.test")
+        db.session.add(user)
+        conn = connections.start_setup(workspace, "okta", actor=None)
+        connections.configure_from_xml(workspace.id, idp.metadata(), actor=None)
+        connections.enable(workspace.id, actor=None, override=True)
+        db.session.commit()
+        return conn.connection_id
+
+
+def prepare(app, idp: TestIdp, cid: str, calls: int) -> list[tuple[str, str, str]]:
+    """(request id, RelayState, base64 response) per call."""
+    client = app.test_client()
+    entity_id, acs = f"http://bench.test/sso/saml/{cid}/metadata", f"http://bench.test/sso/saml/{cid}/acs"
+    prepared = []
+    for _ in range(calls):
+        response = client.get(f"/sso/saml/{cid}/login")
+        assert response.status_code == 303, response.status_code
+        authn, relay_state = read_authn_request(response.headers["Location"])
+        signed = idp.response(audience=entity_id, acs_url=acs, in_response_to=authn.get("ID"), email="ada@bench.test")
+        prepared.append((authn.get("ID"), relay_state, encode(signed)))
+    return prepared
+
+
+def run(app, cid: str, prepared) -> tuple[list[float], list[float]]:
+    """Bare and ACS timed call by call, interleaved, so both see the same machine load."""
+    from app.sso import connections, saml
+    with app.app_context(), app.test_request_context():
+        # The same settings as the app, with the library doing its own schema check
+        # (the app does that check itself, with the schema compiled once).
+        settings_dict = saml.settings_dict(connections.by_connection_id(cid))
+        settings_dict["security"]["wantXMLValidation"] = True
+        settings = OneLogin_Saml2_Settings(settings_dict, sp_validation_only=True)
+        path = f"/sso/saml/{cid}/acs"
+        requests = [saml.request_data(path, post={"SAMLResponse": posted}) for _, _, posted in prepared]
+    bare_samples, acs_samples = [], []
+    for (request_id, relay_state, posted), data in zip(prepared, requests):
+        started = time.perf_counter()
+        auth = OneLogin_Saml2_Auth(data, settings)
+        auth.process_response(request_id=request_id)
+        bare_samples.append(time.perf_counter() - started)
+        assert auth.is_authenticated(), auth.get_last_error_reason()
+
+        client = app.test_client()  # a new browser each time: the IdP's POST carries no session
+        # The browser's form encoding is the client's work, not the server's: done before timing.
+        body = urlencode({"SAMLResponse": posted, "RelayState": relay_state})
+        started = time.perf_counter()
+        response = client.post(path, data=body, content_type="application/x-www-form-urlencoded")
+        acs_samples.append(time.perf_counter() - started)
+        assert response.status_code == 303 and response.headers["Location"] == "/library", \
+            response.get_data(as_text=True)[:300]
+    return bare_samples, acs_samples
+
+
+def ms(samples: list[float]) -> str:
+    return f"mean {1000 * statistics.mean(samples):6.2f} ms   median {1000 * statistics.median(samples):6.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary directory")
+    args = parser.parse_args()
+    instance = Path(tempfile.mkdtemp(prefix="gatehouse-bench-acs-"))
+    app = build_app(args.database_url or f"sqlite:///{instance / 'bench.db'}", instance)
+    idp = TestIdp(entity_id="https://idp.bench/metadata", sso_url="https://idp.bench/sso")
+    cid = seed(app, idp)
+    run(app, cid, prepare(app, idp, cid, 20))  # warm-up
+    # The same responses for both: the bare call consumes nothing, the ACS call then does.
+    bare_samples, acs_samples = run(app, cid, prepare(app, idp, cid, args.calls))
+    ratio_mean = statistics.mean(acs_samples) / statistics.mean(bare_samples)
+    ratio_median = statistics.median(acs_samples) / statistics.median(bare_samples)
+    print(f"database: {app.config['SQLALCHEMY_DATABASE_URI'].split(':')[0]}, {args.calls} calls each")
+    print(f"python3-saml process_response (bare): {ms(bare_samples)}")
+    print(f"Gatehouse ACS end to end:             {ms(acs_samples)}")
+    print(f"ratio ACS / bare: {ratio_mean:.2f}x (mean), {ratio_median:.2f}x (median); target <= 1.5x")
+
+
+if __name__ == "__main__":
+    main()
