@@ -6,12 +6,12 @@ import datetime as dt
 import logging
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app import mail
 from app.audit.service import record
 from app.extensions import db, rq
-from app.models import Role, SsoCertificate, SsoConnection, User, UserStatus, utcnow
+from app.models import Role, SamlLoginLog, SsoCertificate, SsoConnection, User, UserStatus, utcnow
 from app.sso import saml
 from app.sso.connections import apply_idp_config
 from app.sso.metadata import MetadataError, fetch_metadata, parse_metadata
@@ -19,6 +19,7 @@ from jobs.worker import app_job
 
 log = logging.getLogger(__name__)
 EXPIRY_WARNING = dt.timedelta(days=30)
+LOGIN_LOG_KEPT = dt.timedelta(days=90)  # the SAML login log is for troubleshooting, not an archive
 
 
 def enqueue_metadata_fetch(connection_pk: int) -> None:
@@ -57,12 +58,14 @@ def fetch_connection_metadata(connection_pk: int) -> str:
 
 @app_job
 def refresh_all_metadata() -> dict:
-    """Daily: re-fetch every connection that has a metadata URL (certificate rotation)."""
+    """Daily: re-fetch every connection that has a metadata URL (certificate rotation);
+    drop expired sign-in requests and replay entries, and old login-log rows."""
     ids = db.session.scalars(select(SsoConnection.id).where(SsoConnection.metadata_url.is_not(None))).all()
     results = {}
     for connection_pk in ids:
         results[connection_pk] = fetch_connection_metadata(connection_pk)
     saml.purge_expired()
+    db.session.execute(delete(SamlLoginLog).where(SamlLoginLog.created_at < utcnow() - LOGIN_LOG_KEPT))
     db.session.commit()
     return results
 

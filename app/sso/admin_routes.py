@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, make_response, redirect, render_template, url_for
 from flask_login import current_user
 
 from app.auth.decorators import admin_required
@@ -16,14 +16,13 @@ from app.htmx import wants_fragment
 from app.members.admin_rule import LastAdminError
 from app.models import SamlLoginLog
 from app.scoping import get_scoped_or_404
-from app.sso import connections, recovery, saml, signin
+from app.sso import browser, connections, recovery, saml, signin
 from app.sso.connections import ConnectionError_
 from app.sso.errors import SamlError, describe
 from app.sso.forms import (ActionForm, CertificateForm, EnableForm, IdpForm, JitForm, ManualForm, MetadataUrlForm,
                            MetadataXmlForm)
 from app.sso.metadata import MetadataError
 from app.sso.section import render_section
-from app.sso.routes import _browser_id, _with_browser_cookie
 
 bp = Blueprint("sso_admin", __name__, url_prefix="/settings/security/sso")
 
@@ -75,7 +74,6 @@ def metadata_url():
     if not form.validate_on_submit():
         return _invalid("url", form)
     url = form.metadata_url.data.strip()
-    from flask import current_app
     if current_app.config["PRODUCTION"] and not url.lower().startswith("https://"):
         return _invalid("url", form, "The metadata URL must use https.")
     try:
@@ -184,7 +182,7 @@ def start_test():
     conn = connections.staged_connection(workspace_id) or connections.live_connection(workspace_id)
     if conn is None or not conn.is_configured:
         return _invalid("test", None, "Give Gatehouse your IdP's metadata before testing.")
-    browser_id, is_new = _browser_id()
+    browser_id, is_new = browser.browser_id()
     try:
         started = saml.start_login(conn, is_test=True, started_by=current_user, browser_id=browser_id)
     except SamlError as err:
@@ -194,7 +192,7 @@ def start_test():
     if wants_fragment():  # htmx would follow the redirect by XHR: make it navigate instead
         response = make_response("", 204)
         response.headers["HX-Redirect"] = started.redirect_url
-    return _with_browser_cookie(response, browser_id, is_new)
+    return browser.with_browser_cookie(response, browser_id, is_new)
 
 
 @bp.get("/tests/<int:log_id>")

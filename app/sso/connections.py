@@ -274,12 +274,13 @@ def disable(workspace_id: int, *, actor: User | None) -> SsoConnection:
 
 
 def lockout_preview(workspace_id: int) -> dict[str, list[User]]:
-    """Who turning SSO on affects, by name: who must use SSO, who is blocked."""
+    """Who turning SSO on affects, by name: who must use SSO, who is blocked
+    (the domains area's rule for "outside the authorized domains")."""
+    from app.domains.service import members_outside_authorized_domains
     from app.models import UserStatus
+    blocked = members_outside_authorized_domains(workspace_id)
+    outside = {u.id for u in blocked}
     members = db.session.scalars(select(User).where(User.workspace_id == workspace_id,
                                                     User.status == UserStatus.active.value)
                                  .order_by(User.name, User.email)).all()
-    sso, blocked = [], []
-    for user in members:
-        (sso if will_sign_in_after_enabling(user) else blocked).append(user)
-    return {"sso": sso, "blocked": blocked}
+    return {"sso": [u for u in members if u.id not in outside], "blocked": blocked}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, redirect, render_template, request, session, url_for
 from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
@@ -14,8 +14,7 @@ from app.auth.sessions import start_session
 from app.extensions import csrf, db, limiter
 from app.models import SsoConnection
 from app.models.sso import CONNECTION_ID_PATTERN
-from app.security import new_secret
-from app.sso import connections, recovery, saml, signin
+from app.sso import browser, connections, recovery, saml, signin
 from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.forms import RecoverySignInForm
 from app.urls import safe_next
@@ -31,24 +30,6 @@ def _connection_or_404(cid: str):
     return conn
 
 
-def _browser_id() -> tuple[str | None, bool]:
-    """(browser id, is it new) — only where the binding cookie can ride the IdP's POST (https)."""
-    if not current_app.config["PRODUCTION"]:
-        return None, False
-    existing = request.cookies.get(saml.BROWSER_COOKIE)
-    if existing and 20 <= len(existing) <= 64:
-        return existing, False
-    return new_secret(24), True
-
-
-def _with_browser_cookie(response, browser_id: str | None, is_new: bool):
-    if browser_id and is_new:
-        # SameSite=None so it is sent on the IdP's cross-site POST; Secure is required for that.
-        response.set_cookie(saml.BROWSER_COOKIE, browser_id, max_age=30 * 86400, path="/sso/saml/",
-                            secure=True, httponly=True, samesite="None")
-    return response
-
-
 @bp.get("/sso/saml/<cid>/login")
 @limiter.limit("60 per minute")
 def login(cid: str):
@@ -59,13 +40,13 @@ def login(cid: str):
     if not conn.is_configured:
         return _refusal_page(SamlError(E.not_configured))
     next_url = safe_next(request.args.get("next")) or safe_next(session.pop("next", None))
-    browser_id, is_new = _browser_id()
+    browser_id, is_new = browser.browser_id()
     try:
         started = saml.start_login(conn, next_url=next_url, browser_id=browser_id)
     except SamlError as err:
         return _refusal_page(err)
     db.session.commit()
-    return _with_browser_cookie(redirect(started.redirect_url, 303), browser_id, is_new)
+    return browser.with_browser_cookie(redirect(started.redirect_url, 303), browser_id, is_new)
 
 
 @bp.post("/sso/saml/<cid>/acs")

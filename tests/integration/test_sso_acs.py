@@ -26,6 +26,7 @@ def refusal(response, status=400):
 
 # --- success ----------------------------------------------------------------------------------
 
+@pytest.mark.postgres
 def test_member_signs_in_through_the_idp(client, sso, make_user):
     make_user(sso.workspace, "ada@acme.test", name="Ada Lovelace")
     response = sso.sign_in(client, "ADA@acme.test")  # matched case-insensitively
@@ -85,6 +86,7 @@ def test_response_without_in_response_to_is_refused_even_with_a_valid_relay_stat
     assert signed_in_email(client) is None
 
 
+@pytest.mark.postgres
 def test_in_response_to_from_another_users_request(app, sso, make_user):
     make_user(sso.workspace, "mallory@acme.test")
     make_user(sso.workspace, "ada@acme.test")
@@ -140,6 +142,7 @@ def test_replay_in_a_new_session(app, sso, make_user):
     assert signed_in_email(second) is None
 
 
+@pytest.mark.postgres
 def test_same_assertion_id_accepted_once(app, sso, make_user):
     make_user(sso.workspace, "ada@acme.test")
     one, two = app.test_client(), app.test_client()
@@ -244,6 +247,7 @@ def test_unknown_or_retired_certificate_is_refused_with_both_fingerprints(client
     assert entry.details["received"] == read_certificate(other[1].decode()).fingerprint
 
 
+@pytest.mark.postgres
 def test_two_certificates_during_rotation_then_the_old_one_retired(app, sso, make_user, admin):
     from app.sso import connections
     from app.sso.metadata import read_certificate

@@ -183,6 +183,7 @@ def test_metadata_url_that_fails_is_explained(admin_client, jobs):
 
 # --- staged changes ---------------------------------------------------------------------------
 
+@pytest.mark.postgres
 def test_staged_switch_from_custom_app_to_okta_catalog_without_lockout(app, admin_client, workspace, idp,  # noqa: F811
                                                                         make_user):
     h = setup_sso(workspace, idp)
@@ -238,11 +239,13 @@ def test_password_refused_under_enforcement(client, sso, make_user):  # noqa: F8
     response = client.post("/login/password", data={"email": "ada@acme.test", "password": PASSWORD})
     html = unescape(response.get_data(as_text=True))
     assert response.status_code == 422 and "requires single sign-on" in html and sso.login_path in html
+    assert 'href="/sso/recovery"' in html
     response = client.post("/login/password", data={"email": "bob@elsewhere.example", "password": PASSWORD})
     assert response.status_code == 422 and "doesn't allow you" in unescape(response.get_data(as_text=True))
     assert signed_in_email(client) is None
 
 
+@pytest.mark.postgres
 def test_recovery_code_is_single_use_audited_and_mailed(app, sso, make_user, admin):  # noqa: F811
     from app.sso import recovery
     other_admin = make_user(sso.workspace, "second@acme.test", role="admin")
