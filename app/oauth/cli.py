@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 
 from app.cli import fail, note
 from app.extensions import db
-from app.oauth import service
+from app.oauth import clients
 
 oauth_client_cli = AppGroup("oauth-client", help="Manage OAuth clients (Okta's \"Authenticate with Gatehouse\").")
 
@@ -24,9 +24,9 @@ def create_client_command(name: str, redirect_uris: tuple[str, ...]):
     `oauth-client add-redirect-uri --name NAME --redirect-uri URI`.
     """
     try:
-        client, secret = service.create_client(name, list(redirect_uris))
+        client, secret = clients.create_client(name, list(redirect_uris))
         db.session.commit()
-    except service.OAuthClientError as exc:
+    except clients.OAuthClientError as exc:
         fail(str(exc))
     click.echo(f"client_id={client.client_id}")
     click.echo(f"client_secret={secret}")
@@ -39,9 +39,9 @@ def create_client_command(name: str, redirect_uris: tuple[str, ...]):
 def add_redirect_uri_command(name: str, redirect_uris: tuple[str, ...]):
     """Add callback URLs to an existing client (its id and secret stay); prints every URL it now accepts."""
     try:
-        client = service.add_redirect_uris(name, list(redirect_uris))
+        client = clients.add_redirect_uris(name, list(redirect_uris))
         db.session.commit()
-    except service.OAuthClientError as exc:
+    except clients.OAuthClientError as exc:
         fail(str(exc))
     for uri in client.redirect_uris:
         click.echo(uri)

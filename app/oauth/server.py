@@ -21,7 +21,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import current_app, request
 
 from app.models.oauth import CLIENT_AUTH_METHODS, SUPPORTED_SCOPES, OAuthAuthorizationCode, OAuthClient, OAuthToken
-from app.oauth import service
+from app.oauth import clients, service
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class TokenRevocation(RevocationEndpoint):
 
 
 def _query_client(client_id: str) -> OAuthClient | None:
-    return service.find_client(client_id)
+    return clients.find_client(client_id)
 
 
 def _save_token(token: dict, req) -> None:

@@ -49,9 +49,9 @@ def okta_callback():
 
 def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, okta_callback):
     with live_server.app.app_context():
-        from app.oauth import service
+        from app.oauth import clients
         create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
-        client, secret = service.create_client("okta", [okta_callback])
+        client, secret = clients.create_client("okta", [okta_callback])
         db.session.commit()
         client_id = client.client_id
 
@@ -96,9 +96,9 @@ def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, o
 
 def test_admin_revokes_the_connection_from_settings(live_server, page: Page, okta_callback):
     with live_server.app.app_context():
-        from app.oauth import service
+        from app.oauth import clients
         create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
-        client, secret = service.create_client("okta", [okta_callback])
+        client, secret = clients.create_client("okta", [okta_callback])
         db.session.commit()
         client_id = client.client_id
 

@@ -23,8 +23,8 @@ OTHER_CALLBACK = "https://system-admin.oktapreview.com/admin/app/cpc/gatehouse/o
 
 @pytest.fixture
 def okta(app):
-    from app.oauth import service
-    client, secret = service.create_client("okta", [CALLBACK, OTHER_CALLBACK])
+    from app.oauth import clients
+    client, secret = clients.create_client("okta", [CALLBACK, OTHER_CALLBACK])
     db.session.commit()
     return {"client_id": client.client_id, "client_secret": secret}
 
@@ -401,8 +401,8 @@ def test_prune_keeps_what_names_a_live_family(admin_client, okta):
 
 
 def test_single_registered_uri_may_be_omitted(admin_client):
-    from app.oauth import service
-    client, secret = service.create_client("solo", [CALLBACK])
+    from app.oauth import clients
+    client, secret = clients.create_client("solo", [CALLBACK])
     db.session.commit()
     solo = {"client_id": client.client_id, "client_secret": secret}
     url = "/oauth/authorize?" + urlencode({"response_type": "code", "client_id": solo["client_id"], "state": "s"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.models.oauth import OAuthClient
-from app.oauth.service import OAuthClientError, validate_redirect_uri
+from app.oauth.clients import OAuthClientError, validate_redirect_uri
 from app.security import hash_secret
 
 OKTA = "https://system-admin.okta.com/admin/app/cpc/gatehouse/oauth/callback"
