@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from app.audit.service import record
 from app.auth import service, tokens
 from app.auth.forms import (AcceptInvitationForm, EmailStepForm, ForgotPasswordForm, LogoutForm, PasswordStepForm,
                             SetPasswordForm, WorkspaceChoiceForm)
@@ -87,7 +88,6 @@ def choose_workspace():
 
 def _complete(user: User, *, remember: bool):
     start_session(user, method="password", remember=bool(remember))
-    from app.audit.service import record
     record(user.workspace_id, "auth.signed_in", actor=user, target=user, method="password")
     db.session.commit()
     return redirect(_after_login_url(), 303)
@@ -104,6 +104,9 @@ def logout():
         return render_template("auth/logout.html", form=form)
     if not form.validate_on_submit():
         return render_template("auth/logout.html", form=form), 400
+    if current_user.is_authenticated:
+        record(current_user.workspace_id, "auth.signed_out", actor=current_user, target=current_user)
+        db.session.commit()
     end_session()
     flash("You have signed out.", "info")
     return redirect(url_for("auth.login"), 303)

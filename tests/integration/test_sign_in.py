@@ -154,6 +154,7 @@ def test_logout_needs_a_post_and_get_confirms(client, admin):
     response = client.post("/logout")
     assert response.status_code == 303
     assert client.get("/library").status_code == 302
+    assert db.session.scalar(db.select(AuditEvent.action).order_by(AuditEvent.id.desc())) == "auth.signed_out"
 
 
 def test_root_redirects(client, admin):
