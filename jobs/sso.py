@@ -24,7 +24,7 @@ LOGIN_LOG_KEPT = dt.timedelta(days=90)  # the SAML login log is for troubleshoot
 
 def enqueue_metadata_fetch(connection_pk: int) -> None:
     try:
-        rq.queue("default").enqueue(fetch_connection_metadata, connection_pk, job_id=f"sso-metadata-{connection_pk}")
+        rq.queue("default").enqueue(fetch_connection_metadata, connection_pk)
     except Exception as exc:  # Redis down: the daily refresh picks it up (status stays pending)
         log.warning("could not enqueue metadata fetch for connection %s: %s", connection_pk, exc)
 

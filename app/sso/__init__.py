@@ -3,6 +3,8 @@ SP-initiated login and hardened ACS under /sso/saml/<cid>/, enforcement and
 home realm discovery for /login, break-glass recovery codes, the login log."""
 from __future__ import annotations
 
+import os
+
 from flask import Flask
 
 
@@ -15,7 +17,8 @@ def register(app: Flask) -> None:
     from app.sso.cli import sso_cli
     from app.sso.purge import delete_login_log
 
-    app.config.setdefault("SAML_CLOCK_SKEW_SECONDS", 120)
+    # Clock skew allowed between the IdP and us (NotBefore/NotOnOrAfter), in seconds.
+    app.config.setdefault("SAML_CLOCK_SKEW_SECONDS", int(os.environ.get("SAML_CLOCK_SKEW_SECONDS", "120")))
     saml.configure_library(app)
     app.register_blueprint(routes.bp)
     app.register_blueprint(admin_routes.bp)

@@ -51,7 +51,7 @@ def login(cid: str):
 
 @bp.post("/sso/saml/<cid>/acs")
 @csrf.exempt  # the IdP posts here cross-site; the response's signature and the stored request protect it
-@limiter.limit("120 per minute")
+@limiter.limit("600 per minute")  # per address: a company NAT signs many people in
 def acs(cid: str):
     if not _CID.match(cid):
         raise NotFound()
