@@ -212,10 +212,6 @@ def not_implemented():
 
 # --- users ----------------------------------------------------------------------------------------
 
-def _user_json(user) -> dict:
-    return user_resource(user, base_url(), user_service.groups_of([user.id])[user.id])
-
-
 def _list_users(params: dict):
     start, count = paging(params)
     total, users = user_service.list_users(g.scim_caller, filter_text=params.get("filter"), start_index=start,
@@ -250,9 +246,9 @@ def create_user():
 
 @bp.get("/Users/<user_id>")
 def get_user(user_id: str):
-    user = user_service.get_user(g.scim_caller, user_id)
+    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = user.id
-    resource = _user_json(user)
+    resource = user_resource(user, base_url(), groups)
     if request.headers.get("If-None-Match", "").strip() == resource["meta"]["version"]:
         not_modified = current_app.response_class(status=304)
         not_modified.headers["ETag"] = resource["meta"]["version"]
@@ -262,24 +258,24 @@ def get_user(user_id: str):
 
 @bp.put("/Users/<user_id>")
 def replace_user(user_id: str):
-    user = user_service.get_user(g.scim_caller, user_id)
+    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = user.id
     body = json_body()
     check_if_match(version(user.updated_at, user.id))
     user_service.replace_user(g.scim_caller, user, body)
-    resource = _user_json(user)
+    resource = user_resource(user, base_url(), groups)
     commit(200)
     return single(resource)
 
 
 @bp.patch("/Users/<user_id>")
 def patch_user(user_id: str):
-    user = user_service.get_user(g.scim_caller, user_id)
+    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = user.id
     body = json_body()
     check_if_match(version(user.updated_at, user.id))
     user_service.patch_user(g.scim_caller, user, body)
-    resource = _user_json(user)
+    resource = user_resource(user, base_url(), groups)
     commit(200)
     return single(resource)
 

@@ -51,6 +51,23 @@ _GROUPS_OF = (select(GroupMember.user_id, Group).join(Group, Group.id == GroupMe
               .where(GroupMember.user_id.in_(bindparam("user_ids", expanding=True))).order_by(Group.id))
 
 
+_VISIBLE_BY_ID_WITH_GROUPS = (
+    select(User, Group).options(lazyload(User.workspace))
+    .outerjoin(GroupMember, GroupMember.user_id == User.id).outerjoin(Group, Group.id == GroupMember.group_id)
+    .where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"), _not_detached())
+    .order_by(Group.id))
+
+
+def get_user_and_groups(caller: Caller, user_id) -> tuple[User, list[Group]]:
+    """The user and its groups in one round trip (a PATCH or PUT leaves the groups as they are)."""
+    user_id = parse_id(user_id)
+    rows = db.session.execute(_VISIBLE_BY_ID_WITH_GROUPS, {"workspace_id": caller.workspace_id,
+                                                           "user_id": user_id}).all() if user_id else []
+    if not rows:
+        raise not_found(f"User {user_id} not found." if user_id else "Resource not found.")
+    return rows[0][0], [group for _, group in rows if group is not None]
+
+
 def get_user(caller: Caller, user_id) -> User:
     user_id = parse_id(user_id)
     if user_id is None:
@@ -244,5 +261,5 @@ def _flush_unique(email: str) -> None:
         raise uniqueness(f"A member with userName {email} already exists.") from None
 
 
-__all__ = ["Caller", "ScimError", "create_user", "delete_user", "get_user", "groups_of", "list_users", "patch_user",
+__all__ = ["Caller", "ScimError", "create_user", "delete_user", "get_user", "get_user_and_groups", "groups_of", "list_users", "patch_user",
            "replace_user", "visible_users"]
