@@ -19,7 +19,7 @@ from app.errors import abort_with
 from app.extensions import db, limiter
 from app.htmx import render, wants_fragment
 from app.models import Domain, Workspace
-from app.scoping import get_scoped_or_404
+from app.scoping import get_scoped, get_scoped_or_404
 from jobs.domains import enqueue_check
 
 bp = Blueprint("domains", __name__)
@@ -142,7 +142,13 @@ def add():
 @bp.get("/settings/domains/<int:domain_id>")
 @enterprise_admin_required
 def row(domain_id: int):
-    domain = _domain(domain_id)
+    domain = get_scoped(Domain, current_user.workspace_id, domain_id)
+    if domain is None:
+        if wants_fragment():  # removed in another tab: the row goes away (and stops polling)
+            response = make_response("", 200)
+            response.headers["HX-Trigger"] = "domains-changed"
+            return response
+        abort_with(404, "This domain is not in your workspace's list (it may have been removed).")
     if not wants_fragment():  # the page that holds the row
         return render("domains/index.html", "domains/_row.html", ctx=section_context(current_user.workspace),
                       workspace=current_user.workspace)
@@ -194,7 +200,8 @@ def switch_method(domain_id: int):
     form = MethodForm()
     if not form.validate_on_submit():  # (a bad CSRF token never gets here: CSRFProtect answers 400 first)
         domain = _domain(domain_id)
-        message = "Choose how to verify: by DNS TXT record or by email."
+        message = ("Choose the inbox to send the verification email to." if form.inbox.errors
+                   else "Choose how to verify: by DNS TXT record or by email.")
         if wants_fragment():
             return _row_response(domain, error=message, status=422)
         flash(message, "error")

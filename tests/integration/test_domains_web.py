@@ -136,11 +136,33 @@ def test_outside_members_panel_fragment(admin_client, workspace, make_user):
 ACTIONS = ["check", "resend", "restart", "method", "remove"]
 
 
+def test_a_row_removed_elsewhere_disappears_from_an_open_page(admin_client, workspace):
+    domain = add_domain(workspace, "acme.test")
+    db.session.commit()
+    poll = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    poll_url = poll.split('hx-get="', 1)[1].split('"', 1)[0]
+    admin_client.post(f"/settings/domains/{domain.id}/remove")
+    response = admin_client.get(poll_url, headers=FRAGMENT)
+    assert response.status_code == 200 and response.get_data(as_text=True) == ""  # outerHTML swap: row gone
+    assert response.headers["HX-Trigger"] == "domains-changed"
+    assert admin_client.get(f"/settings/domains/{domain.id}").status_code == 404
+
+
+def test_switch_to_an_unknown_inbox_is_refused(admin_client, workspace):
+    domain = add_domain(workspace, "acme.test")
+    db.session.commit()
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "email", "inbox": "ceo"},
+                                 headers=FRAGMENT)
+    assert response.status_code == 422 and "Choose the inbox" in response.get_data(as_text=True)
+    assert domains()[0].method == "dns"
+
+
 def test_other_workspaces_domains_are_404(admin_client, make_workspace):
     globex = make_workspace("Globex", admin_email="admin@globex.test")
     theirs = add_domain(globex, "globex.test")
     db.session.commit()
-    assert admin_client.get(f"/settings/domains/{theirs.id}", headers=FRAGMENT).status_code == 404
+    assert admin_client.get(f"/settings/domains/{theirs.id}").status_code == 404
+    assert admin_client.get(f"/settings/domains/{theirs.id}", headers=FRAGMENT).get_data(as_text=True) == ""
     for action in ACTIONS:
         assert admin_client.post(f"/settings/domains/{theirs.id}/{action}").status_code == 404
     assert domains()[0].status == "pending"
