@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app import mail
 from app.audit.service import record
@@ -72,39 +72,39 @@ def workspace_id_for_email_domain(email: str) -> int | None:
 def members_outside_authorized_domains(workspace_id: int, *, extra_domains: Iterable[str] = ()) -> list[User]:
     """Active and invited members whose email domain no verified domain (nor one of
     `extra_domains`) covers: they are blocked once SSO is enforced."""
-    covered = set(db.session.scalars(select(Domain.name).where(Domain.workspace_id == workspace_id,
-                                                               Domain.status == DomainStatus.verified.value)))
+    covered = set(_verified_names(workspace_id))
     covered.update(filter(None, (email_domain(d) for d in extra_domains)))
-    members = db.session.scalars(select(User).where(
-        User.workspace_id == workspace_id,
-        User.status.in_((UserStatus.active.value, UserStatus.invited.value))).order_by(User.email_normalized)).all()
-    return [u for u in members if not _is_covered(email_domain(u.email_normalized) or "", covered)]
+    return [u for u in _active_and_invited(workspace_id) if not _is_covered(u, covered)]
 
 
 def members_covered_only_by(domain: Domain) -> list[User]:
     """Members whom only this domain covers: outside the authorized domains once it is removed."""
     if not domain.is_verified:
         return []
-    others = set(db.session.scalars(select(Domain.name).where(
-        Domain.workspace_id == domain.workspace_id, Domain.status == DomainStatus.verified.value,
-        Domain.id != domain.id)))
-    members = db.session.scalars(select(User).where(
-        User.workspace_id == domain.workspace_id,
-        User.status.in_((UserStatus.active.value, UserStatus.invited.value))).order_by(User.email_normalized)).all()
-    return [u for u in members if _is_covered(email_domain(u.email_normalized) or "", {domain.name})
-            and not _is_covered(email_domain(u.email_normalized) or "", others)]
+    others = set(_verified_names(domain.workspace_id)) - {domain.name}
+    return [u for u in _active_and_invited(domain.workspace_id)
+            if _is_covered(u, {domain.name}) and not _is_covered(u, others)]
 
 
-def _is_covered(name: str, covered: set[str]) -> bool:
+def _verified_names(workspace_id: int) -> list[str]:
+    return list(db.session.scalars(select(Domain.name).where(Domain.workspace_id == workspace_id,
+                                                             Domain.status == DomainStatus.verified.value)))
+
+
+def _active_and_invited(workspace_id: int) -> list[User]:
+    return list(db.session.scalars(select(User).where(
+        User.workspace_id == workspace_id, User.status.in_((UserStatus.active.value, UserStatus.invited.value)))
+        .order_by(User.email_normalized)))
+
+
+def _is_covered(user: User, covered: set[str]) -> bool:
+    name = email_domain(user.email_normalized) or ""
     return any(name == d or name.endswith("." + d) for d in covered)
 
 
 def email_problem(domain: Domain) -> str | None:
     """Why the latest verification email has not gone out yet, if it has not."""
-    if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
-        return None
-    latest = db.session.scalar(select(OutboundEmail).where(OutboundEmail.topic == _topic(domain))
-                               .order_by(OutboundEmail.id.desc()).limit(1))
+    latest = _latest_email(domain)
     if latest is None or latest.status == "sent" or not latest.last_error:
         return None
     if latest.status == "failed":
@@ -113,7 +113,16 @@ def email_problem(domain: Domain) -> str | None:
 
 
 def email_sent_at(domain: Domain) -> dt.datetime | None:
-    return db.session.scalar(select(func.max(OutboundEmail.sent_at)).where(OutboundEmail.topic == _topic(domain)))
+    """When the latest verification email went out (None while it waits)."""
+    latest = _latest_email(domain)
+    return latest.sent_at if latest is not None and latest.status == "sent" else None
+
+
+def _latest_email(domain: Domain) -> OutboundEmail | None:
+    if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
+        return None
+    return db.session.scalar(select(OutboundEmail).where(OutboundEmail.topic == _topic(domain))
+                             .order_by(OutboundEmail.id.desc()).limit(1))
 
 
 def _topic(domain: Domain) -> str:
