@@ -147,7 +147,8 @@ def test_backoff_schedule_then_expired_and_restart(admin_client, dns_zone, jobs,
     assert reload(domain).status == "verified"
 
 
-def test_sweep_batches_domains_into_few_jobs(app, workspace, dns_zone, jobs):
+@pytest.mark.postgres
+def test_sweep_batches_domains_into_few_jobs(db_backend, app, workspace, dns_zone, jobs):
     from app.domains.service import add_domain
     domains = [add_domain(workspace, f"d{i}.test") for i in range(25)]
     db.session.commit()
@@ -266,8 +267,9 @@ def test_failing_never_locks_the_only_admin_out(verified, dns_zone, jobs, worksp
         policy._sso_policy = saved
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("first, second", [("acme.test", "acme.test"), ("acme.test", "eu.acme.test")])
-def test_one_batch_never_verifies_overlapping_names_for_two_workspaces(app, workspace, make_workspace, dns_zone,
+def test_one_batch_never_verifies_overlapping_names_for_two_workspaces(db_backend, app, workspace, make_workspace, dns_zone,
                                                                        jobs, first, second):
     from app.domains.service import add_domain
     globex = make_workspace("Globex", admin_email="admin@globex.test")
