@@ -17,7 +17,7 @@ from sqlalchemy import text
 from app import create_app
 from app.extensions import db, rq
 from tests.support.servers import PostgresServer, SmtpServer
-from tests.support.dns import dns_server  # noqa: F401  (fixture: a real DNS server whose answers tests change)
+from tests.support.dns import dns_server, dns_zone  # noqa: F401  (fixtures: a real DNS server whose answers tests change)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,6 @@ from app.domains import verification
 from app.extensions import db, rq
 from app.models import AuditEvent, Domain, utcnow
 from jobs.domains import sweep_domains
-from tests.support.dns import dns_zone  # noqa: F401  (fixture)
 
 FRAGMENT = {"HX-Request": "true"}
 
