@@ -174,6 +174,14 @@ def flag_family_revocation(token: OAuthToken, *, reason: str) -> None:
     _flag_revocation("token", token.id, reason)
 
 
+REPLAY_EXPLANATIONS = {
+    "refresh_reused": "A refresh token that had already been replaced was presented again. That happens when a copy "
+                      "of it exists outside your identity provider, so the connection was revoked to be safe.",
+    "code_reused": "An authorization code was presented twice. That happens when a copy of it exists outside your "
+                   "identity provider, so the connection was revoked to be safe.",
+}
+
+
 def apply_flagged_revocations() -> int:
     revoked = 0
     for kind, row_id, reason in g.pop("oauth_revocations", []):
@@ -183,8 +191,20 @@ def apply_flagged_revocations() -> int:
         else:
             first = db.session.get(OAuthToken, row_id)
         if first is not None:
-            revoked += revoke_family(first, reason=reason)
+            count = revoke_family(first, reason=reason)
+            if count:
+                _tell_admins(first, reason)
+            revoked += count
     return revoked
+
+
+def _tell_admins(token: OAuthToken, reason: str) -> None:
+    """Provisioning stopped without anyone clicking anything: say so, and how to reconnect."""
+    from app.members.service import notify_admins
+    workspace = db.session.get(Workspace, token.workspace_id)
+    notify_admins(token.workspace_id, f"Provisioning for {workspace.name} was disconnected", "oauth_connection_revoked",
+                  client_name=token.client.name, reason_text=REPLAY_EXPLANATIONS.get(reason, ""),
+                  settings_url=current_app.config["BASE_URL"] + "/settings/security#provisioning")
 
 
 # --- using tokens (SCIM) --------------------------------------------------------------------

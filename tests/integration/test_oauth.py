@@ -426,3 +426,14 @@ def test_sso_admin_signs_in_through_the_idp_and_returns_to_consent(client, okta,
     assert back.status_code == 303 and back.headers["Location"].endswith(url)
     page = client.get(url)
     assert page.status_code == 200 and "Connect Acme to Okta?" in page.get_data(as_text=True)
+
+
+def test_admins_are_emailed_when_a_replay_disconnects_provisioning(mail_app, smtp, admin_client, okta, admin, jobs):
+    tokens = exchange(admin_client, okta, approve(admin_client, okta)).get_json()
+    token_request(admin_client, okta, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    token_request(admin_client, okta, {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    jobs()
+    (message,) = smtp.inbox.to(admin.email)
+    assert message["Subject"] == "Provisioning for Acme was disconnected"
+    body = smtp.inbox.text(message)
+    assert "already been replaced was presented again" in body and "Authenticate with Gatehouse" in body
