@@ -163,30 +163,38 @@ def _detachment(user: User) -> ScimDetachedUser | None:
 
 def create_user(caller: Caller, body) -> User:
     fields = user_fields(body_to_document(USER_SPEC, body))
-    existing = _find_by_email(caller.workspace_id, fields.email)
-    if existing is not None:
-        detachment = _detachment(existing)
-        if detachment is None:
-            raise uniqueness(f"A member with userName {fields.email} already exists.")
-        # The IdP deleted this user earlier; its data was kept: link it again.
-        db.session.delete(detachment)
-        existing.source = UserSource.scim.value
-        record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing)
-        if fields.active is None:
-            fields.active = True
-        _write(caller, existing, fields)
-        return existing
     user = User(workspace_id=caller.workspace_id, role=fields.role or caller.workspace.default_role,
                 status=UserStatus.active.value, source=UserSource.scim.value)
     user.set_email(fields.email)
     _write_profile(user, fields)
     db.session.add(user)
-    _flush_unique(fields.email)
+    try:
+        # The unique index on (workspace, address) answers "does this member exist?" in the
+        # common case without a look-up; only a taken address pays for the second query.
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        return _relink(caller, fields)
     record(caller.workspace_id, "scim.user_created", actor_label=caller.label, target=user, role=user.role,
            external_id=user.external_id)
     if fields.active is False:
         members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
     return user
+
+
+def _relink(caller: Caller, fields: UserFields) -> User:
+    """POST for an address that exists: a user the IdP deleted earlier is linked again, data kept."""
+    existing = _find_by_email(caller.workspace_id, fields.email)
+    detachment = _detachment(existing) if existing is not None else None
+    if detachment is None:
+        raise uniqueness(f"A member with userName {fields.email} already exists.")
+    db.session.delete(detachment)
+    existing.source = UserSource.scim.value
+    record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing)
+    if fields.active is None:
+        fields.active = True
+    _write(caller, existing, fields)
+    return existing
 
 
 def replace_user(caller: Caller, user: User, body) -> User:

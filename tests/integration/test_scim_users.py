@@ -32,7 +32,8 @@ def test_create_with_role_and_unknown_role(scim):
     assert_scim_error(scim.post("/Users", user_body("x@acme.test", role="superuser")), 400, "invalidValue")
 
 
-def test_duplicate_username_any_case_is_409(scim):
+@pytest.mark.postgres
+def test_duplicate_username_any_case_is_409(db_backend, scim):
     assert scim.post("/Users", user_body("dup@acme.test")).status_code == 201
     assert_scim_error(scim.post("/Users", user_body("DUP@Acme.TEST")), 409, "uniqueness")
     # an existing non-SCIM member counts too
@@ -103,7 +104,8 @@ def test_deactivate_ends_sessions_and_reactivate(scim, client, make_user, app):
     assert member.status == "active"
 
 
-def test_last_admin_demotion_is_refused_with_mutability(scim, admin):
+@pytest.mark.postgres
+def test_last_admin_demotion_is_refused_with_mutability(db_backend, scim, admin):
     response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "path": f"{ROLE_EXT}:role", "value": "creator"}])
     assert_scim_error(response, 400, "mutability")
     db.session.refresh(admin)
@@ -119,7 +121,8 @@ def test_idp_deactivation_of_last_admin_wins(scim, admin):
     assert "member.last_admin_deactivated_by_idp" in actions
 
 
-def test_delete_detaches_and_post_relinks(scim):
+@pytest.mark.postgres
+def test_delete_detaches_and_post_relinks(db_backend, scim):
     created = scim.post("/Users", user_body("leaver@acme.test", external_id="okta-1")).get_json(force=True)
     response = scim.delete(f"/Users/{created['id']}")
     assert response.status_code == 204 and response.get_data() == b""
