@@ -176,13 +176,20 @@ def run(purge_id: int, *, batch_size: int = DEFAULT_BATCH_SIZE, pause: float = 0
             if purge.transfer_recordings and not _transfer_target_ok(purge):
                 return _stop(purge, "The member chosen to receive the recordings is no longer active; "
                                     "deletion stopped before deleting anything they were meant to keep.")
-            handled = step(batch_size)
-            if not handled:
-                break
-            purge.counts = {**purge.counts, name: purge.counts.get(name, 0) + handled}
-            purge.batches += 1
-            purge.updated_at = utcnow()
-            db.session.commit()  # the batch and its count together: exact progress if killed now
+            try:
+                handled = step(batch_size)
+                if not handled:
+                    break
+                purge.counts = {**purge.counts, name: purge.counts.get(name, 0) + handled}
+                purge.batches += 1
+                purge.updated_at = utcnow()
+                db.session.commit()  # the batch and its count together: exact progress if killed now
+            except SQLAlchemyError as exc:
+                db.session.rollback()  # this batch is undone; everything before it stays done and counted
+                log.exception("purge %s: step %s failed", purge_id, name)
+                return _stop(db.session.get(UserPurge, purge_id),
+                             f"Deleting stopped at “{name.replace('_', ' ')}” ({type(exc).__name__}). What was "
+                             f"deleted so far stays deleted; try again.")
             if pause:
                 time.sleep(pause)
     return _finish(purge, user)

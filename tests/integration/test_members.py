@@ -252,3 +252,28 @@ def test_a_purge_another_worker_holds_is_left_alone(admin_client, leaver):
     deletion.run(purge.id, batch_size=1)
     assert count(Recording, Recording.owner_id == leaver.id) == 3
     assert db.session.get(UserPurge, purge.id).counts == {}
+
+
+def test_a_failing_step_stops_the_purge_with_a_reason(admin_client, leaver):
+    from sqlalchemy.exc import OperationalError
+
+    from app.members import deletion
+    from app.members.purge import _steps, register_purge_step
+
+    def broken(workspace_id, user_id, batch_size):
+        raise OperationalError("DELETE ...", {}, Exception("database is locked"))
+
+    add_recordings(leaver, 2)
+    admin_client.post(f"/settings/members/{leaver.id}/delete", data={"confirm": "y"})
+    purge = db.session.scalar(select(UserPurge))
+    register_purge_step("broken_area", broken)
+    try:
+        deletion.run(purge.id)
+    finally:
+        _steps.pop("broken_area")
+    purge = db.session.get(UserPurge, purge.id)
+    assert purge.state == "failed" and "broken area" in purge.error
+    assert purge.counts["recordings_deleted"] == 2  # done before the failure, and counted
+    assert db.session.get(User, leaver.id) is not None
+    page = admin_client.get(f"/settings/members/deletions/{purge.id}").get_data(as_text=True)
+    assert "Try again" in page
