@@ -41,6 +41,11 @@ def admin_page(live_server, page: Page) -> Page:
     return page
 
 
+def domain_status(app) -> str | None:
+    with app.app_context():  # a fresh session each time
+        return db.session.scalar(select(Domain.status))
+
+
 def add_domain(page: Page, name: str, method: str, inbox: str = "admin") -> None:
     section = page.locator("#domains")
     section.get_by_label("Domain", exact=True).fill(name)
@@ -114,3 +119,31 @@ def test_email_link_flips_the_admins_open_page(live_server, admin_page: Page, br
     expect(row.locator(".status")).to_have_text("Verified", timeout=10_000)
     expect(row).to_contain_text("postmaster@acme.test (emailed link)")
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_without_javascript_forms_work_and_a_reload_shows_the_new_state(live_server, browser, dns_server):
+    with live_server.app.app_context():
+        create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
+        db.session.commit()
+    page = browser.new_context(java_script_enabled=False).new_page()
+    page.goto(f"{live_server.url}/login")
+    page.get_by_label("Work email").fill("admin@acme.test")
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(f"{live_server.url}/settings/security")
+    add_domain(page, "acme.test", "dns")  # a plain form POST, then a redirect back
+    expect(page.locator("#flash")).to_contain_text("acme.test added")
+    row = page.locator(".domain-row", has_text="acme.test")
+    expect(row.locator(".status")).to_have_text("Pending validation")
+
+    with live_server.app.app_context():
+        domain = db.session.scalar(select(Domain))
+        dns_server.txt[domain.record_name] = [domain.record_value]
+    row.get_by_role("button", name="Re-check now").click()
+    expect(page.locator("#flash")).to_contain_text("Checking DNS for acme.test now")
+    live_server.start_worker()
+    wait_until(lambda: domain_status(live_server.app) == "verified", timeout=20)
+    row.get_by_role("link", name="Refresh").click()  # no JavaScript: the admin reloads
+    expect(page.locator(".domain-row", has_text="acme.test").locator(".status")).to_have_text("Verified")
+    page.context.close()
