@@ -35,7 +35,8 @@ def build_app(database_url: str, instance: Path):
     from app import create_app
     from app.extensions import db
     app = create_app({
-        "TESTING": False, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench", "BASE_URL": "http://bench.test",
+        "TESTING": False, "SQLALCHEMY_DATABASE_URI": database_url, "SECRET_KEY": "bench",
+        "BASE_URL": "http://bench.test",  # python3-saml wants a dotted host in the ACS URL
         "REDIS_URL": "redis://127.0.0.1:1/0", "RATELIMIT_STORAGE_URI": "memory://", "RATELIMIT_ENABLED": False,
         "MAIL_DIR": str(instance / "mail"), "RQ_ASYNC": False,
     })

@@ -26,34 +26,24 @@ What we add here, check by check:
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import logging
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import onelogin.saml2
 from flask import current_app
-from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError as ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import SamlReplay, SamlRequest, SsoConnection, User, utcnow
 from app.security import hash_secret, new_secret
+from app.sso import checks
 from app.sso.errors import SamlError, SamlErrorCode as E
-from app.sso.metadata import fingerprint_of
-
-log = logging.getLogger(__name__)
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 EMAIL_LIKE_FORMATS = {EMAIL_FORMAT, "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"}
@@ -69,9 +59,6 @@ MAX_RESPONSE_CHARS = 256 * 1024  # base64 of a response; real ones are a few KB
 # On plain-http development origins no cookie could ride the POST, so
 # requests made there carry no binding and are checked by RelayState alone.
 BROWSER_COOKIE = "gatehouse_saml_browser"
-
-NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
-      "ds": "http://www.w3.org/2000/09/xmldsig#"}
 
 
 # --- URLs and settings ------------------------------------------------------------------------
@@ -209,161 +196,20 @@ class Assertion:
     summary: dict = field(default_factory=dict)
 
 
-def _parse(saml_response: str | None, settings: OneLogin_Saml2_Settings | None) -> OneLogin_Saml2_Response:
+def _parse(saml_response: str | None) -> OneLogin_Saml2_Response:
+    """Decode and parse, before we know the connection (settings come later).
+
+    python3-saml raises on bad base64, broken XML and DOCTYPE/entities
+    (DTDForbidden, EntitiesForbidden): all of it is a typed 400, never a 500.
+    An encrypted assertion would need settings here; we don't support those."""
     if not saml_response:
         raise SamlError(E.malformed, "no SAMLResponse in the POST")
     if len(saml_response) > MAX_RESPONSE_CHARS:
         raise SamlError(E.too_large, f"SAMLResponse of {len(saml_response)} characters")
     try:
-        base64.b64decode(saml_response, validate=False)
-        return OneLogin_Saml2_Response(settings, saml_response)
-    except (binascii.Error, ValueError) as exc:
-        raise SamlError(E.malformed, f"not base64/XML: {type(exc).__name__}: {str(exc)[:200]}") from exc
-    except Exception as exc:  # noqa: BLE001 - DTDForbidden, EntitiesForbidden, lxml errors: never a 500
+        return OneLogin_Saml2_Response(None, saml_response)
+    except Exception as exc:  # noqa: BLE001
         raise SamlError(E.malformed, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-
-
-_schemas = threading.local()
-
-
-def _validate_schema(document) -> None:
-    """The SAML protocol schema check python3-saml does in strict mode, with the
-    compiled schema kept (lxml validators are not shared between threads)."""
-    schema = getattr(_schemas, "protocol", None)
-    if schema is None:
-        path = Path(onelogin.saml2.__file__).parent / "schemas" / "saml-schema-protocol-2.0.xsd"
-        with path.open("rb") as xsd:
-            schema = _schemas.protocol = etree.XMLSchema(etree.parse(xsd))
-    if not schema.validate(document):
-        first = schema.error_log.last_error
-        raise SamlError(E.malformed, f"not a valid SAML 2.0 Response (schema): {first.message if first else ''}"[:300])
-
-
-def _first(root, xpath: str):
-    found = root.xpath(xpath, namespaces=NS)
-    return found[0] if found else None
-
-
-def summarize(document) -> dict:
-    """What the response claims (signed or not), for diagnostics and the short trace."""
-    def text(xpath):
-        node = _first(document, xpath)
-        return (node.text or "").strip() if node is not None else None
-
-    def attr(xpath, name):
-        node = _first(document, xpath)
-        return node.get(name) if node is not None else None
-
-    cert = text("/samlp:Response/saml:Assertion/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate") or \
-        text("/samlp:Response/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate")
-    fingerprint = None
-    if cert:
-        try:
-            fingerprint = fingerprint_of(base64.b64decode("".join(cert.split())))
-        except (binascii.Error, ValueError):
-            fingerprint = "(unreadable certificate)"
-    return {
-        "issuer": text("/samlp:Response/saml:Assertion/saml:Issuer") or text("/samlp:Response/saml:Issuer"),
-        "in_response_to": document.get("InResponseTo"),
-        "destination": document.get("Destination"),
-        "issue_instant": document.get("IssueInstant"),
-        "assertion_id": attr("/samlp:Response/saml:Assertion", "ID"),
-        "audiences": [(n.text or "").strip() for n in document.xpath(
-            "/samlp:Response/saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience", namespaces=NS)],
-        "recipient": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
-                          "saml:SubjectConfirmationData", "Recipient"),
-        "not_before": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotBefore"),
-        "not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotOnOrAfter"),
-        "scd_not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
-                                    "saml:SubjectConfirmationData", "NotOnOrAfter"),
-        "nameid": text("/samlp:Response/saml:Assertion/saml:Subject/saml:NameID"),
-        "status": attr("/samlp:Response/samlp:Status/samlp:StatusCode", "Value"),
-        "signing_fingerprint": fingerprint,
-    }
-
-
-def _time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(value), dt.timezone.utc)
-    except Exception:  # noqa: BLE001 - an unparsable time is simply not a valid window
-        return None
-
-
-def _check_time_window(summary: dict) -> None:
-    now, skew = utcnow(), dt.timedelta(seconds=clock_skew())
-    issued = _time(summary["issue_instant"])
-    clock_difference = int((issued - now).total_seconds()) if issued else None
-    details = {"clock_difference_seconds": clock_difference, "allowed_skew_seconds": clock_skew(),
-               "not_before": summary["not_before"], "not_on_or_after": summary["not_on_or_after"],
-               "received_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
-    not_before, not_after = _time(summary["not_before"]), _time(summary["not_on_or_after"])
-    scd_after = _time(summary["scd_not_on_or_after"])
-    if issued is not None and issued > now + skew:
-        raise SamlError(E.time_window, "IssueInstant is in the future", details)
-    if not_before is not None and not_before > now + skew:
-        raise SamlError(E.time_window, "the assertion is not valid yet (NotBefore)", details)
-    for limit in (not_after, scd_after):
-        if limit is not None and limit + skew <= now:
-            raise SamlError(E.time_window, "the assertion has expired (NotOnOrAfter)", details)
-
-
-def _check_recipients(summary: dict, conn: SsoConnection) -> None:
-    urls = sp_urls(conn.connection_id)
-    if urls["entity_id"] not in summary["audiences"]:
-        raise SamlError(E.wrong_audience, "Audience missing or different",
-                        {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"})
-    if summary["recipient"] != urls["acs_url"]:
-        raise SamlError(E.wrong_recipient, "Recipient differs from our ACS URL",
-                        {"expected": urls["acs_url"], "received": summary["recipient"] or "(none)"})
-    if summary["destination"] is not None and summary["destination"] != urls["acs_url"]:
-        raise SamlError(E.wrong_destination, "Destination differs from our ACS URL",
-                        {"expected": urls["acs_url"], "received": summary["destination"]})
-
-
-_LIBRARY_CODES = {
-    ValidationError.STATUS_CODE_IS_NOT_SUCCESS: E.status_not_success,
-    ValidationError.MISSING_STATUS: E.status_not_success,
-    ValidationError.MISSING_STATUS_CODE: E.status_not_success,
-    ValidationError.NO_SIGNED_ASSERTION: E.signature_missing,
-    ValidationError.NO_SIGNATURE_FOUND: E.signature_missing,
-    ValidationError.INVALID_SIGNATURE: E.signature_invalid,
-    ValidationError.WRONG_AUDIENCE: E.wrong_audience,
-    ValidationError.WRONG_DESTINATION: E.wrong_destination,
-    ValidationError.EMPTY_DESTINATION: E.wrong_destination,
-    ValidationError.WRONG_SUBJECTCONFIRMATION: E.wrong_recipient,
-    ValidationError.WRONG_ISSUER: E.wrong_issuer,
-    ValidationError.ISSUER_NOT_FOUND_IN_ASSERTION: E.wrong_issuer,
-    ValidationError.ASSERTION_TOO_EARLY: E.time_window,
-    ValidationError.ASSERTION_EXPIRED: E.time_window,
-    ValidationError.SESSION_EXPIRED: E.time_window,
-    ValidationError.WRONG_INRESPONSETO: E.in_response_to_mismatch,
-    ValidationError.INVALID_XML_FORMAT: E.malformed,
-}
-
-
-def _library_error(exc: Exception, summary: dict, conn: SsoConnection) -> SamlError:
-    code = _LIBRARY_CODES.get(getattr(exc, "code", None), E.invalid)
-    details: dict = {}
-    urls = sp_urls(conn.connection_id)
-    if code in (E.signature_invalid, E.signature_missing):
-        details = {"expected": ", ".join(c.fingerprint for c in conn.certificates) or "(no certificate)",
-                   "received": summary["signing_fingerprint"] or "(no certificate in the signature)"}
-    elif code is E.wrong_issuer:
-        details = {"expected": conn.idp_entity_id, "received": summary["issuer"] or "(none)"}
-    elif code is E.wrong_audience:
-        details = {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"}
-    elif code in (E.wrong_destination, E.wrong_recipient):
-        details = {"expected": urls["acs_url"],
-                   "received": summary["destination" if code is E.wrong_destination else "recipient"] or "(none)"}
-    elif code is E.status_not_success:
-        details = {"expected": "urn:oasis:names:tc:SAML:2.0:status:Success", "received": summary["status"]}
-    elif code is E.time_window:
-        issued = _time(summary["issue_instant"])
-        details = {"clock_difference_seconds": int((issued - utcnow()).total_seconds()) if issued else None,
-                   "allowed_skew_seconds": clock_skew()}
-    return SamlError(code, str(exc)[:300], details)
 
 
 def _redeem_relay_state(relay_state: str | None) -> tuple[SamlRequest | None, SsoConnection | None]:
@@ -383,8 +229,8 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
 
     The caller commits: the consumed request and the replay-cache row go with
     the session (or the refusal's log row) in one transaction."""
-    response = _parse(saml_response, None)
-    summary = summarize(response.document)
+    response = _parse(saml_response)
+    summary = checks.summarize(response.document)
     req, conn = _redeem_relay_state(relay_state)
     if req is None:
         if not summary["in_response_to"]:
@@ -410,17 +256,17 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         if not (conn.idp_entity_id and conn.sso_url):
             raise SamlError(E.not_configured, "connection has no IdP configuration")
         response._settings = saml_settings(conn)  # no certificate: not_configured
-        _validate_schema(response.document)
+        checks.validate_schema(response.document)
         path = f"/sso/saml/{conn.connection_id}/acs"
         try:
             response.is_valid(request_data(path, post={"SAMLResponse": saml_response}), req.request_id,
                               raise_exceptions=True)
         except ValidationError as exc:
-            raise _library_error(exc, summary, conn) from exc
+            raise checks.library_error(exc, summary, conn, sp_urls(conn.connection_id), clock_skew()) from exc
         except Exception as exc:  # noqa: BLE001 - xmlsec/lxml errors inside validation
             raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        _check_recipients(summary, conn)
-        _check_time_window(summary)
+        checks.check_recipients(summary, sp_urls(conn.connection_id))
+        checks.check_time_window(summary, clock_skew())
         try:
             nameid_data = response.get_nameid_data()
             attributes = response.get_attributes()
@@ -445,7 +291,8 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
 
 def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -> None:
     """Replay cache: the unique index refuses a second use, even concurrently."""
-    limits = [t for t in (_time(summary["not_on_or_after"]), _time(summary["scd_not_on_or_after"])) if t]
+    limits = [t for t in (checks.parse_time(summary["not_on_or_after"]),
+                          checks.parse_time(summary["scd_not_on_or_after"])) if t]
     expires = (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
     issuer = (summary["issuer"] or conn.idp_entity_id or "")[:1024]
     exists = db.session.scalar(select(SamlReplay.id).where(SamlReplay.issuer == issuer,

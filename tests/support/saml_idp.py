@@ -22,6 +22,7 @@ from lxml import etree
 NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
       "ds": "http://www.w3.org/2000/09/xmldsig#"}
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+PASSWORD_PROTECTED = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
 
 
 def make_key_and_cert(cn: str = "test-idp", days: int = 365) -> tuple[bytes, bytes]:
@@ -99,7 +100,7 @@ def build_response(*, idp: str, audience: str | None, acs_url: str, in_response_
   </saml:Subject>
   <saml:Conditions NotBefore="{_ts(now - dt.timedelta(seconds=60))}" NotOnOrAfter="{later}">{aud}</saml:Conditions>
   <saml:AuthnStatement AuthnInstant="{_ts(now)}" SessionIndex="{aid}"{sess}><saml:AuthnContext>
-   <saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef>
+   <saml:AuthnContextClassRef>{PASSWORD_PROTECTED}</saml:AuthnContextClassRef>
   </saml:AuthnContext></saml:AuthnStatement><saml:AttributeStatement>{attrs}</saml:AttributeStatement>
  </saml:Assertion></samlp:Response>""".encode())
     if sign_assertion:

@@ -1,0 +1,164 @@
+"""The checks python3-saml leaves to the service provider, and the diagnostics
+that turn any refusal into "expected vs received" (see app.sso.saml)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import threading
+from pathlib import Path
+
+import onelogin.saml2
+from lxml import etree
+from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as ValidationError
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+from app.models import SsoConnection, utcnow
+from app.sso.errors import SamlError, SamlErrorCode as E
+from app.sso.metadata import fingerprint_of
+
+NS = {"samlp": "urn:oasis:names:tc:SAML:2.0:protocol", "saml": "urn:oasis:names:tc:SAML:2.0:assertion",
+      "ds": "http://www.w3.org/2000/09/xmldsig#"}
+
+
+_schemas = threading.local()
+
+
+def validate_schema(document) -> None:
+    """The SAML protocol schema check python3-saml does in strict mode, with the
+    compiled schema kept (lxml validators are not shared between threads)."""
+    schema = getattr(_schemas, "protocol", None)
+    if schema is None:
+        path = Path(onelogin.saml2.__file__).parent / "schemas" / "saml-schema-protocol-2.0.xsd"
+        with path.open("rb") as xsd:
+            schema = _schemas.protocol = etree.XMLSchema(etree.parse(xsd))
+    if not schema.validate(document):
+        first = schema.error_log.last_error
+        raise SamlError(E.malformed, f"not a valid SAML 2.0 Response (schema): {first.message if first else ''}"[:300])
+
+
+def _first(root, xpath: str):
+    found = root.xpath(xpath, namespaces=NS)
+    return found[0] if found else None
+
+
+def summarize(document) -> dict:
+    """What the response claims (signed or not), for diagnostics and the short trace."""
+    def text(xpath):
+        node = _first(document, xpath)
+        return (node.text or "").strip() if node is not None else None
+
+    def attr(xpath, name):
+        node = _first(document, xpath)
+        return node.get(name) if node is not None else None
+
+    cert = text("/samlp:Response/saml:Assertion/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate") or \
+        text("/samlp:Response/ds:Signature/ds:KeyInfo/ds:X509Data/ds:X509Certificate")
+    fingerprint = None
+    if cert:
+        try:
+            fingerprint = fingerprint_of(base64.b64decode("".join(cert.split())))
+        except (binascii.Error, ValueError):
+            fingerprint = "(unreadable certificate)"
+    return {
+        "issuer": text("/samlp:Response/saml:Assertion/saml:Issuer") or text("/samlp:Response/saml:Issuer"),
+        "in_response_to": document.get("InResponseTo"),
+        "destination": document.get("Destination"),
+        "issue_instant": document.get("IssueInstant"),
+        "assertion_id": attr("/samlp:Response/saml:Assertion", "ID"),
+        "audiences": [(n.text or "").strip() for n in document.xpath(
+            "/samlp:Response/saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience", namespaces=NS)],
+        "recipient": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
+                          "saml:SubjectConfirmationData", "Recipient"),
+        "not_before": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotBefore"),
+        "not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotOnOrAfter"),
+        "scd_not_on_or_after": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
+                                    "saml:SubjectConfirmationData", "NotOnOrAfter"),
+        "nameid": text("/samlp:Response/saml:Assertion/saml:Subject/saml:NameID"),
+        "status": attr("/samlp:Response/samlp:Status/samlp:StatusCode", "Value"),
+        "signing_fingerprint": fingerprint,
+    }
+
+
+def parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(value), dt.timezone.utc)
+    except Exception:  # noqa: BLE001 - an unparsable time is simply not a valid window
+        return None
+
+
+def check_time_window(summary: dict, skew_seconds: int) -> None:
+    now, skew = utcnow(), dt.timedelta(seconds=skew_seconds)
+    issued = parse_time(summary["issue_instant"])
+    clock_difference = int((issued - now).total_seconds()) if issued else None
+    details = {"clock_difference_seconds": clock_difference, "allowed_skew_seconds": skew_seconds,
+               "not_before": summary["not_before"], "not_on_or_after": summary["not_on_or_after"],
+               "received_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    not_before, not_after = parse_time(summary["not_before"]), parse_time(summary["not_on_or_after"])
+    scd_after = parse_time(summary["scd_not_on_or_after"])
+    if issued is not None and issued > now + skew:
+        raise SamlError(E.time_window, "IssueInstant is in the future", details)
+    if not_before is not None and not_before > now + skew:
+        raise SamlError(E.time_window, "the assertion is not valid yet (NotBefore)", details)
+    for limit in (not_after, scd_after):
+        if limit is not None and limit + skew <= now:
+            raise SamlError(E.time_window, "the assertion has expired (NotOnOrAfter)", details)
+
+
+def check_recipients(summary: dict, urls: dict) -> None:
+    if urls["entity_id"] not in summary["audiences"]:
+        raise SamlError(E.wrong_audience, "Audience missing or different",
+                        {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"})
+    if summary["recipient"] != urls["acs_url"]:
+        raise SamlError(E.wrong_recipient, "Recipient differs from our ACS URL",
+                        {"expected": urls["acs_url"], "received": summary["recipient"] or "(none)"})
+    if summary["destination"] is not None and summary["destination"] != urls["acs_url"]:
+        raise SamlError(E.wrong_destination, "Destination differs from our ACS URL",
+                        {"expected": urls["acs_url"], "received": summary["destination"]})
+
+
+LIBRARY_CODES = {
+    ValidationError.STATUS_CODE_IS_NOT_SUCCESS: E.status_not_success,
+    ValidationError.MISSING_STATUS: E.status_not_success,
+    ValidationError.MISSING_STATUS_CODE: E.status_not_success,
+    ValidationError.NO_SIGNED_ASSERTION: E.signature_missing,
+    ValidationError.NO_SIGNATURE_FOUND: E.signature_missing,
+    ValidationError.INVALID_SIGNATURE: E.signature_invalid,
+    ValidationError.WRONG_AUDIENCE: E.wrong_audience,
+    ValidationError.WRONG_DESTINATION: E.wrong_destination,
+    ValidationError.EMPTY_DESTINATION: E.wrong_destination,
+    ValidationError.WRONG_SUBJECTCONFIRMATION: E.wrong_recipient,
+    ValidationError.WRONG_ISSUER: E.wrong_issuer,
+    ValidationError.ISSUER_NOT_FOUND_IN_ASSERTION: E.wrong_issuer,
+    ValidationError.ASSERTION_TOO_EARLY: E.time_window,
+    ValidationError.ASSERTION_EXPIRED: E.time_window,
+    ValidationError.SESSION_EXPIRED: E.time_window,
+    ValidationError.WRONG_INRESPONSETO: E.in_response_to_mismatch,
+    ValidationError.INVALID_XML_FORMAT: E.malformed,
+}
+
+
+def library_error(exc: Exception, summary: dict, conn: SsoConnection, urls: dict, skew_seconds: int
+                  ) -> SamlError:
+    """python3-saml's refusal as a typed error, with what we expected and what the response says."""
+    code = LIBRARY_CODES.get(getattr(exc, "code", None), E.invalid)
+    details: dict = {}
+    if code in (E.signature_invalid, E.signature_missing):
+        details = {"expected": ", ".join(c.fingerprint for c in conn.certificates) or "(no certificate)",
+                   "received": summary["signing_fingerprint"] or "(no certificate in the signature)"}
+    elif code is E.wrong_issuer:
+        details = {"expected": conn.idp_entity_id, "received": summary["issuer"] or "(none)"}
+    elif code is E.wrong_audience:
+        details = {"expected": urls["entity_id"], "received": ", ".join(summary["audiences"]) or "(none)"}
+    elif code in (E.wrong_destination, E.wrong_recipient):
+        details = {"expected": urls["acs_url"],
+                   "received": summary["destination" if code is E.wrong_destination else "recipient"] or "(none)"}
+    elif code is E.status_not_success:
+        details = {"expected": "urn:oasis:names:tc:SAML:2.0:status:Success", "received": summary["status"]}
+    elif code is E.time_window:
+        issued = parse_time(summary["issue_instant"])
+        details = {"clock_difference_seconds": int((issued - utcnow()).total_seconds()) if issued else None,
+                   "allowed_skew_seconds": skew_seconds}
+    return SamlError(code, str(exc)[:300], details)
