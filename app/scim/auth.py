@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from sqlalchemy import bindparam, select
@@ -21,6 +21,8 @@ MAX_BEARER_LENGTH = 512
 class ScimPrincipal:
     workspace_id: int
     label: str  # shown in audit events and the request log, e.g. "SCIM: Okta"
+    # The Workspace row when the check loaded it already (saves the request a query).
+    workspace: Workspace | None = field(default=None, compare=False, repr=False)
 
 
 # Built once (SQLAlchemy caches its compiled form); the workspace comes along, so the
@@ -60,7 +62,7 @@ def authenticate(bearer: str | None) -> ScimPrincipal | None:
         now = utcnow()
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
             token.last_used_at = now  # committed with the request (or its log entry)
-        return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}")
+        return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}", row[1])
     for verifier in list(_verifiers):
         principal = verifier(bearer)
         if principal is not None:

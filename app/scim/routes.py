@@ -46,7 +46,7 @@ def authenticate_request():
     if principal is None:
         db.session.rollback()
         raise ScimError(401, "A valid bearer token is required (Authorization: Bearer <token>).")
-    workspace = db.session.get(Workspace, principal.workspace_id)
+    workspace = principal.workspace or db.session.get(Workspace, principal.workspace_id)
     if workspace is None:
         raise ScimError(401, "A valid bearer token is required (Authorization: Bearer <token>).")
     g.scim_caller = user_service.Caller(workspace, principal.label)

@@ -115,30 +115,37 @@ def _resolve_user_attr(path):
 user_filter = FilterTranslator(_resolve_user_attr)
 
 
+DIRECT_PAGE_LIMIT = 1000  # startIndex up to which rows are read at once
+
+
 def list_users(caller: Caller, *, filter_text: str | None, start_index: int, count: int):
     """One page in id order, and the total.
 
-    Ids first (an index-only scan, cheap to skip through for a deep startIndex),
-    rows after; the total needs no second query when the page holds everything
+    Deep pages take ids first (an index-only scan, cheap to skip through), rows
+    after; the total needs no second query when the page holds everything
     (an IdP's `userName eq` look-up), and skips the detached check when the
     workspace has detached nobody.
     """
     conditions = [User.workspace_id == caller.workspace_id]
     if filter_text:
         conditions.append(user_filter.translate(filter_text))
-    page_ids = []
-    if count:
+    users: list[User] = []
+    if count and start_index <= DIRECT_PAGE_LIMIT:
+        users = list(db.session.scalars(select(User).options(lazyload(User.workspace))
+                                        .where(*conditions, _not_detached()).order_by(User.id)
+                                        .offset(start_index - 1).limit(count)))
+    elif count:
         page_ids = list(db.session.scalars(select(User.id).where(*conditions, _not_detached()).order_by(User.id)
                                            .offset(start_index - 1).limit(count)))
-    if start_index == 1 and len(page_ids) < count:
-        total = len(page_ids)
+        users = list(db.session.scalars(select(User).options(lazyload(User.workspace)).where(User.id.in_(page_ids))
+                                        .order_by(User.id))) if page_ids else []
+    if start_index == 1 and len(users) < count:
+        total = len(users)
     else:
         counted = select(User.id).where(*conditions)
         if db.session.scalar(_ANY_DETACHED, {"workspace_id": caller.workspace_id}) is not None:
             counted = counted.where(_not_detached())
         total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
-    users = list(db.session.scalars(select(User).options(lazyload(User.workspace)).where(User.id.in_(page_ids))
-                                    .order_by(User.id))) if page_ids else []
     return total, users
 
 

@@ -189,3 +189,16 @@ def test_totals_leave_detached_users_out_on_every_page(scim):
         expected = 2 if "filter" in query else 3  # the admin, t0 and t2
         assert body["totalResults"] == expected, query
         assert ids[1] not in [r["id"] for r in body["Resources"]]
+
+
+@pytest.mark.parametrize("direct_limit", [1000, 1])  # rows at once, and ids first (deep pages)
+def test_both_paging_paths_agree(scim, monkeypatch, direct_limit):
+    from app.scim import users
+    monkeypatch.setattr(users, "DIRECT_PAGE_LIMIT", direct_limit)
+    ids = [scim.post("/Users", user_body(f"page{i}@acme.test")).get_json(force=True)["id"] for i in range(5)]
+    seen = []
+    for start in (1, 3, 5, 7):
+        body = scim.get(f"/Users?startIndex={start}&count=2").get_json(force=True)
+        assert body["totalResults"] == 6 and body["startIndex"] == start
+        seen += [r["id"] for r in body["Resources"]]
+    assert seen == sorted(seen, key=int) and len(seen) == 6 and set(ids) <= set(seen)
