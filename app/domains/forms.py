@@ -17,7 +17,8 @@ class AddDomainForm(FlaskForm):
                        id="domain-name")  # ids prefixed: other sections share the Security page
     method = RadioField("Verify by", choices=METHOD_CHOICES, default="dns",
                         validators=[DataRequired("Choose how to verify.")], id="domain-method")
-    inbox = SelectField("Inbox (for email)", choices=INBOX_CHOICES, default="admin", id="domain-inbox")
+    inbox = SelectField("Inbox (for email)", choices=INBOX_CHOICES, default="admin", id="domain-inbox",
+                        description="By email, we send a link to this inbox at the domain.")
 
 
 class MethodForm(FlaskForm):

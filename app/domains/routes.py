@@ -128,7 +128,7 @@ def add():
                 enqueue_check(domain.id)  # shows at once what DNS says today
             message = (f"{domain.display_name} added. Publish the TXT record below; we check automatically."
                        if domain.method == "dns" else
-                       f"{domain.display_name} added. We are emailing a link to {domain.inbox_address}.")
+                       f"{domain.display_name} added. We are emailing a link to {domain.inbox_display}.")
             if not wants_fragment():
                 flash(message, "success")
                 return _back_to_list()

@@ -186,7 +186,7 @@ def switch_method(domain: Domain, method: str, *, actor: User, inbox: str | None
         inbox = _inbox(inbox)
     if method == domain.method and (method == DomainMethod.dns.value or inbox == domain.email_inbox):
         raise DomainError(f"{domain.display_name} is already verified by {domain.method_label.lower()}"
-                          f"{' to ' + domain.inbox_address if domain.inbox_address else ''}.")
+                          f"{' to ' + domain.inbox_display if domain.inbox_display else ''}.")
     old = domain.method
     domain.method = method
     domain.email_inbox = inbox if method == DomainMethod.email.value else None

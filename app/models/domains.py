@@ -105,6 +105,11 @@ class Domain(Base):
         return f"{self.email_inbox}@{self.name}" if self.email_inbox else None
 
     @property
+    def inbox_display(self) -> str | None:
+        """The inbox as people read it (the mail itself goes to the ASCII form)."""
+        return f"{self.email_inbox}@{self.display_name}" if self.email_inbox else None
+
+    @property
     def display_name(self) -> str:
         """The name as people read it (Unicode for internationalised names)."""
         from app.domains.names import to_unicode

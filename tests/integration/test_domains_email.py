@@ -199,3 +199,15 @@ def test_confirm_page_post_needs_its_csrf_token(mail_app, smtp, client, admin, a
     assert refused.status_code == 400 and "form has expired" in refused.get_data(as_text=True)
     page = stranger.get(path).get_data(as_text=True)
     assert stranger.post(path, data={"csrf_token": csrf_token_from(page)}).status_code == 200
+
+
+def test_idn_domain_mail_goes_to_the_ascii_address_and_reads_in_unicode(mail_app, smtp, admin_client, jobs):
+    response = admin_client.post("/settings/domains", data={"name": "Bücher.example", "method": "email",
+                                                            "inbox": "postmaster"})
+    assert response.status_code == 303
+    domain = db.session.scalar(select(Domain))
+    jobs()
+    message, _ = link_in(smtp, "postmaster@xn--bcher-kva.example")
+    assert message["Subject"] == "Verify bücher.example for Acme on Gatehouse"
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert "We emailed a verification link to <strong>postmaster@bücher.example</strong>" in row
