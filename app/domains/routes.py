@@ -164,8 +164,10 @@ def row(domain_id: int):
 @bp.get("/settings/domains/outside-members")
 @enterprise_admin_required
 def outside_members():
-    return render("domains/index.html", "domains/_outside.html", ctx=section_context(current_user.workspace),
-                  workspace=current_user.workspace)
+    workspace = current_user.workspace
+    ctx = ({"outside": service.members_outside_authorized_domains(workspace.id)} if wants_fragment()
+           else section_context(workspace))
+    return render("domains/index.html", "domains/_outside.html", ctx=ctx, workspace=workspace)
 
 
 @bp.post("/settings/domains/<int:domain_id>/check")
