@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select, text
 
@@ -18,12 +18,14 @@ def index():
 @bp.get("/library")
 @login_required
 def library():
-    recordings = db.session.scalars(
-        select(Recording).where(Recording.workspace_id == current_user.workspace_id,
-                                Recording.owner_id == current_user.id)
-        .order_by(Recording.created_at.desc(), Recording.id.desc())
-    ).all()
-    return render_template("main/library.html", recordings=recordings)
+    """My recordings, or (scope=workspace) everyone's: a deactivated member's
+    recordings stay visible, credited to "Deactivated user"."""
+    scope = "workspace" if request.args.get("scope") == "workspace" else "mine"
+    query = select(Recording).where(Recording.workspace_id == current_user.workspace_id)
+    if scope == "mine":
+        query = query.where(Recording.owner_id == current_user.id)
+    recordings = db.session.scalars(query.order_by(Recording.created_at.desc(), Recording.id.desc()).limit(500)).all()
+    return render_template("main/library.html", recordings=recordings, scope=scope)
 
 
 @bp.get("/healthz")

@@ -173,3 +173,17 @@ def test_library_lists_only_my_recordings(client, workspace, admin, make_user):
     sign_in(client, admin.email)
     page = client.get("/library").get_data(as_text=True)
     assert "Mine" in page and "1:15" in page and "Theirs" not in page
+
+
+def test_a_deactivated_members_recordings_stay_visible_to_the_workspace(client, workspace, admin, make_user):
+    from app.members import service
+    from app.models import Recording
+    leaver = make_user(workspace, "leaver@acme.test", name="Lee Leaver")
+    db.session.add(Recording(workspace_id=workspace.id, owner_id=leaver.id, title="Handover notes"))
+    db.session.commit()
+    service.deactivate(leaver, actor=admin)
+    db.session.commit()
+    sign_in(client, admin.email)
+    assert "Handover notes" not in client.get("/library").get_data(as_text=True)
+    page = client.get("/library?scope=workspace").get_data(as_text=True)
+    assert "Handover notes" in page and "Deactivated user" in page and "Lee Leaver" not in page
