@@ -54,7 +54,7 @@ class SsoConnection(Base):
     idp_entity_id: Mapped[str | None] = mapped_column(String(1024))
     sso_url: Mapped[str | None] = mapped_column(String(2048))
     metadata_url: Mapped[str | None] = mapped_column(String(2048))
-    metadata_xml: Mapped[str | None] = mapped_column(Text)
+    metadata_xml: Mapped[str | None] = mapped_column(Text, deferred=True)  # not needed to sign in
     # Metadata fetch by the background job: pending / ok / failed, and why.
     metadata_status: Mapped[str | None] = mapped_column(String(20))
     metadata_error: Mapped[str | None] = mapped_column(String(500))

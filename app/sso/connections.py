@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from app.audit.service import record
 from app.extensions import db
+from app.scoping import scoped
 from app.models import Role, SsoCertificate, SsoConnection, User, Workspace, utcnow
 from app.models.sso import ConnectionState, IdpKind
 from app.sso.metadata import CertificateInfo, IdpConfig, MetadataError, parse_metadata, read_certificate
@@ -36,13 +37,11 @@ def new_connection_id() -> str:
 
 
 def live_connection(workspace_id: int) -> SsoConnection | None:
-    return db.session.scalar(select(SsoConnection).where(SsoConnection.workspace_id == workspace_id,
-                                                         SsoConnection.is_staged.is_(False)))
+    return db.session.scalar(scoped(SsoConnection, workspace_id).where(SsoConnection.is_staged.is_(False)))
 
 
 def staged_connection(workspace_id: int) -> SsoConnection | None:
-    return db.session.scalar(select(SsoConnection).where(SsoConnection.workspace_id == workspace_id,
-                                                         SsoConnection.is_staged.is_(True)))
+    return db.session.scalar(scoped(SsoConnection, workspace_id).where(SsoConnection.is_staged.is_(True)))
 
 
 def by_connection_id(connection_id: str) -> SsoConnection | None:
@@ -280,7 +279,6 @@ def lockout_preview(workspace_id: int) -> dict[str, list[User]]:
     from app.models import UserStatus
     blocked = members_outside_authorized_domains(workspace_id)
     outside = {u.id for u in blocked}
-    members = db.session.scalars(select(User).where(User.workspace_id == workspace_id,
-                                                    User.status == UserStatus.active.value)
+    members = db.session.scalars(scoped(User, workspace_id).where(User.status == UserStatus.active.value)
                                  .order_by(User.name, User.email)).all()
     return {"sso": [u for u in members if u.id not in outside], "blocked": blocked}

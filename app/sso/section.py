@@ -6,9 +6,9 @@ import datetime as dt
 
 from flask import make_response, render_template
 from flask_login import current_user
-from sqlalchemy import select
 
 from app.extensions import db
+from app.scoping import scoped
 from app.htmx import wants_fragment
 from app.models import SamlLoginLog, Workspace, utcnow
 from app.sso import connections, recovery, saml
@@ -29,8 +29,7 @@ def certificate_rows(conn) -> list[dict]:
 
 
 def last_test(workspace_id: int) -> SamlLoginLog | None:
-    return db.session.scalar(select(SamlLoginLog).where(SamlLoginLog.workspace_id == workspace_id,
-                                                        SamlLoginLog.is_test.is_(True))
+    return db.session.scalar(scoped(SamlLoginLog, workspace_id).where(SamlLoginLog.is_test.is_(True))
                              .order_by(SamlLoginLog.created_at.desc(), SamlLoginLog.id.desc()).limit(1))
 
 

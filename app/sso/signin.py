@@ -9,6 +9,7 @@ from sqlalchemy import select
 from app.audit.service import record
 from app.emails import InvalidEmail, normalize_address
 from app.extensions import db
+from app.scoping import scoped
 from app.models import SamlLoginLog, SsoConnection, User, UserSource, UserStatus
 from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.policy import domain_authorized
@@ -65,8 +66,7 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
     if not domain_authorized(conn.workspace_id, email):
         raise SamlError(E.domain_not_authorized, f"{email.rpartition('@')[2]} is not verified for the workspace",
                         {"received": email.rpartition("@")[2]}, email=email)
-    user = db.session.scalar(select(User).where(User.workspace_id == conn.workspace_id,
-                                                User.email_normalized == User.normalize_email(email)))
+    user = db.session.scalar(scoped(User, conn.workspace_id).where(User.email_normalized == User.normalize_email(email)))
     if user is None:
         if not conn.jit_enabled:
             raise SamlError(E.user_unknown, f"no member {email} and JIT creation is off", email=email)
@@ -118,7 +118,7 @@ def _jsonable(details: dict) -> dict:
 
 
 def recent_log(workspace_id: int, limit: int = 50) -> list[SamlLoginLog]:
-    return list(db.session.scalars(select(SamlLoginLog).where(SamlLoginLog.workspace_id == workspace_id)
+    return list(db.session.scalars(scoped(SamlLoginLog, workspace_id)
                                    .order_by(SamlLoginLog.created_at.desc(), SamlLoginLog.id.desc()).limit(limit)))
 
 
