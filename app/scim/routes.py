@@ -44,7 +44,6 @@ def authenticate_request():
     g.scim_user_id = None
     principal = authenticate(bearer_from_header(request.headers.get("Authorization")))
     if principal is None:
-        db.session.rollback()
         raise ScimError(401, "A valid bearer token is required (Authorization: Bearer <token>).")
     workspace = principal.workspace or db.session.get(Workspace, principal.workspace_id)
     if workspace is None:

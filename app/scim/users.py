@@ -3,6 +3,7 @@ and render. A user the IdP deleted is detached (hidden from SCIM, deactivated,
 data kept) and linked again by a POST with the same userName."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, exists, func, select
@@ -129,23 +130,29 @@ def list_users(caller: Caller, *, filter_text: str | None, start_index: int, cou
     conditions = [User.workspace_id == caller.workspace_id]
     if filter_text:
         conditions.append(user_filter.translate(filter_text))
+
+    @functools.cache  # asked at most once, and only before a long scan
+    def anyone_detached() -> bool:
+        return db.session.scalar(_ANY_DETACHED, {"workspace_id": caller.workspace_id}) is not None
+
+    def visible(query):
+        return query.where(_not_detached()) if anyone_detached() else query
+
     users: list[User] = []
     if count and start_index <= DIRECT_PAGE_LIMIT:
         users = list(db.session.scalars(select(User).options(lazyload(User.workspace))
                                         .where(*conditions, _not_detached()).order_by(User.id)
                                         .offset(start_index - 1).limit(count)))
     elif count:
-        page_ids = list(db.session.scalars(select(User.id).where(*conditions, _not_detached()).order_by(User.id)
+        page_ids = list(db.session.scalars(visible(select(User.id).where(*conditions)).order_by(User.id)
                                            .offset(start_index - 1).limit(count)))
         users = list(db.session.scalars(select(User).options(lazyload(User.workspace)).where(User.id.in_(page_ids))
                                         .order_by(User.id))) if page_ids else []
     if start_index == 1 and len(users) < count:
         total = len(users)
     else:
-        counted = select(User.id).where(*conditions)
-        if db.session.scalar(_ANY_DETACHED, {"workspace_id": caller.workspace_id}) is not None:
-            counted = counted.where(_not_detached())
-        total = db.session.scalar(select(func.count()).select_from(counted.subquery()))
+        total = db.session.scalar(select(func.count()).select_from(visible(select(User.id).where(*conditions))
+                                                                   .subquery()))
     return total, users
 
 

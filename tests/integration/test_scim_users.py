@@ -181,7 +181,10 @@ def test_write_responses_match_a_later_read(scim):
     assert not_modified.status_code == 304 and not_modified.get_data() == b""
 
 
-def test_totals_leave_detached_users_out_on_every_page(scim):
+@pytest.mark.parametrize("direct_limit", [1000, 1])
+def test_totals_leave_detached_users_out_on_every_page(scim, monkeypatch, direct_limit):
+    from app.scim import users
+    monkeypatch.setattr(users, "DIRECT_PAGE_LIMIT", direct_limit)
     ids = [scim.post("/Users", user_body(f"t{i}@acme.test")).get_json(force=True)["id"] for i in range(3)]
     scim.delete(f"/Users/{ids[1]}")
     for query in ("count=1", "count=1&startIndex=2", "count=10", 'filter=userName sw "t"&count=1'):
