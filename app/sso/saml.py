@@ -237,9 +237,9 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
             raise SamlError(E.unsolicited, "no InResponseTo and no known RelayState")
         raise SamlError(E.request_unknown, "RelayState unknown, expired or already used",
                         {"received": summary["in_response_to"]})
-    if conn.connection_id != connection_id:
+    if conn.connection_id != connection_id:  # logged for the workspace whose sign-in it was
         raise SamlError(E.wrong_connection, "posted to another connection's ACS",
-                        {"expected": conn.connection_id, "received": connection_id})
+                        {"expected": conn.connection_id, "received": connection_id}, connection=conn, request=req)
     try:
         if req.expires_at <= utcnow():
             db.session.delete(req)
