@@ -384,3 +384,18 @@ def test_response_that_breaks_the_saml_schema_is_refused(client, sso, make_user)
     refusal(sso.post(client, root, started.relay_state))
     entry = last_log(sso.workspace.id)
     assert entry.error_code == "malformed_response" and "schema" in entry.trace
+
+
+def test_response_posted_to_another_connections_acs(client, sso, make_workspace, make_user):
+    from tests.support.sso import setup_sso
+    from tests.support.saml_idp import TestIdp
+    make_user(sso.workspace, "ada@acme.test")
+    other = setup_sso(make_workspace("Globex", admin_email="boss@globex.test"), TestIdp(), domain="globex.test")
+    started = sso.start(client)
+    response = client.post(other.acs_path, data={"SAMLResponse": encode(sso.response(started.request_id,
+                                                                                      "ada@acme.test")),
+                                                 "RelayState": started.relay_state})
+    refusal(response)
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "wrong_connection" and entry.connection_id == sso.connection_id
+    assert last_log(other.workspace.id) is None and signed_in_email(client) is None

@@ -298,3 +298,13 @@ def test_sp_metadata(client, sso):  # noqa: F811
     xml = response.get_data(as_text=True)
     assert response.status_code == 200 and "samlmetadata+xml" in response.content_type
     assert f'entityID="{sso.entity_id}"' in xml and sso.acs_url in xml and "emailAddress" in xml
+
+
+def test_test_result_for_unknown_and_deactivated_users(admin_client, workspace, idp, make_user):  # noqa: F811
+    h = setup_sso(workspace, idp, enable=False)
+    result = run_test_login(admin_client, h, "nobody@acme.test")
+    assert "Test failed" in result and "No account for this email" in result and "just-in-time" in result
+    make_user(workspace, "gone@acme.test", status="deactivated")
+    result = run_test_login(admin_client, h, "gone@acme.test")
+    assert "Account deactivated" in result and "Reactivate the member" in result
+    assert "Unlocks after a successful test" in page(admin_client)
