@@ -399,3 +399,15 @@ def test_response_posted_to_another_connections_acs(client, sso, make_workspace,
     entry = last_log(sso.workspace.id)
     assert entry.error_code == "wrong_connection" and entry.connection_id == sso.connection_id
     assert last_log(other.workspace.id) is None and signed_in_email(client) is None
+
+
+@pytest.mark.csrf
+def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
+    from tests.conftest import csrf_token_from
+    client = app.test_client()
+    assert sso.sign_in(client, admin.email).status_code == 303  # the IdP's POST carries no CSRF token
+    assert signed_in_email(client) == admin.email
+    refused = client.post("/settings/security/sso/disable", data={})
+    assert refused.status_code == 400 and "form has expired" in unescape(refused.get_data(as_text=True))
+    token = csrf_token_from(client.get("/settings/security").get_data(as_text=True))
+    assert client.post("/settings/security/sso/disable", data={"csrf_token": token}).status_code == 303
