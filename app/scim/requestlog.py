@@ -17,7 +17,7 @@ KEEP_PER_WORKSPACE = 5000
 BODY_LIMIT = 500
 SECRET_KEY_RE = re.compile(r"password|secret|token|authorization|credential", re.IGNORECASE)
 MASK = "***"
-_INSERT = insert(ScimRequestLog)
+_INSERT = insert(ScimRequestLog.__table__)  # the table, not the entity: skips the ORM bulk path
 
 
 def mask_body(raw: bytes | None) -> str | None:
