@@ -278,3 +278,19 @@ def test_registered_verifiers_authenticate_after_static_tokens(client, workspace
     static = ScimClient(client, make_token(workspace))
     seen.clear()
     assert static.get("/Users").status_code == 200 and seen == []  # static tokens never reach the verifiers
+
+
+def test_prune_job_runs_on_a_real_worker(scim, jobs):
+    from app.extensions import rq
+    from app.models import utcnow
+    from jobs.scim import prune_scim_request_log
+    scim.get("/Users")
+    scim.get("/Groups")
+    old = db.session.scalars(select(ScimRequestLog).order_by(ScimRequestLog.id)).first()
+    old.created_at = utcnow() - dt.timedelta(days=40)
+    db.session.commit()
+    job = rq.queue("default").enqueue(prune_scim_request_log)
+    jobs()
+    assert job.get_status(refresh=True) == "finished" and job.return_value() == 1
+    db.session.expire_all()
+    assert db.session.scalar(select(db.func.count()).select_from(ScimRequestLog)) == 1
