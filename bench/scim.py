@@ -117,6 +117,10 @@ def bare_app(database_url: str, workspace_id: int) -> Flask:
             session.commit()
             return jsonify({"id": str(user.id), "userName": user.email}), 201
 
+    @app.get("/bare/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
     @app.patch("/bare/Users/<int:user_id>")
     def patch(user_id: int):
         body = request.get_json(force=True)
@@ -238,10 +242,13 @@ def measure_writes(setup: Setup, calls: int) -> dict:
                                                          {"op": "replace", "path": "displayName",
                                                           "value": f"Ref {i}"}]})), (200, 204)),
     }
+    # The framework floor: the same no-op view in the full app (every area's hooks) and in bare Flask.
+    contenders["noop"] = lambda i: check(client.get("/healthz"), 200)
+    contenders["bare_noop"] = lambda i: check(bare.get("/bare/healthz"), 200)
     # Interleaved rounds, so a busy moment on the machine hits every contender alike.
     rounds, per_round, samples = 10, max(calls // 10, 1), {key: [] for key in contenders}
     for round_no in range(rounds):
-        for key in ("create", "bare_create", "ref_create", "patch", "bare_patch", "ref_patch"):
+        for key in contenders:
             offset = round_no * per_round
             samples[key].append(timed(per_round, lambda i, fn=contenders[key]: fn(offset + i)))
     for key, parts in samples.items():
@@ -269,7 +276,7 @@ def main() -> None:
 
 def report(results: list[dict]) -> None:
     keys = ["filter_eq", "get_by_id", "list_page", "last_page", "create", "bare_create", "ref_create", "patch",
-            "bare_patch", "ref_patch"]
+            "bare_patch", "ref_patch", "noop", "bare_noop"]
     print(f"{'metric':<12}" + "".join(f"{'n=' + str(r['size']):>28}" for r in results))
     for key in keys:
         cells = "".join(f"{r[key]['mean_ms']:>9.2f} ms p95 {r[key]['p95_ms']:>6.2f} {r[key]['per_s']:>5.0f}/s"
