@@ -112,7 +112,7 @@ def json_body():
     if not raw or not raw.strip():
         raise invalid_syntax("The request body is empty; send a JSON object.")
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        body = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant)  # a BOM is tolerated
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise invalid_syntax(f"The request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):

@@ -128,6 +128,11 @@ def test_bad_user_bodies_are_scim_errors(scim, raw, content_type, status, scim_t
     assert db.session.scalar(select(User).where(User.email_normalized == "a@acme.test")) is None
 
 
+def test_a_byte_order_mark_is_tolerated(scim):
+    raw = b"\xef\xbb\xbf" + json.dumps(user_body("bom@acme.test")).encode()
+    assert scim.post("/Users", raw=raw).status_code == 201
+
+
 def test_huge_body_is_413(scim):
     raw = json.dumps({"userName": "big@acme.test", "displayName": "x" * (3 * 1024 * 1024)}).encode()
     assert_scim_error(scim.post("/Users", raw=raw), 413)
