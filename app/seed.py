@@ -37,6 +37,10 @@ def seed_demo() -> bool:
         db.session.add(user)
         people.append(user)
     db.session.flush()
+    # The demo's own domain is verified (as an operator would with `domain add --verified`), so the
+    # Security page shows who is outside the authorized domains: Linus, the contractor.
+    from app.domains.service import add_domain
+    add_domain(workspace, "acme.test", "dns", verified=True)
     now = utcnow()
     for i, title in enumerate(TITLES * 2):
         owner = people[i % len(people)]
