@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from app.cli import fail, note, require_workspace
@@ -23,4 +24,5 @@ def create_command(slug: str, name: str):
     except TokenError as exc:
         fail(str(exc))
     click.echo(secret)
-    note(f"SCIM token {token.name!r} created for {workspace.slug}; base URL: <BASE_URL>/scim/v2")
+    note(f"SCIM token {token.name!r} created for {workspace.slug}; SCIM base URL: "
+         f"{current_app.config['BASE_URL']}/scim/v2")
