@@ -16,7 +16,7 @@ from app.members import service as members
 from app.members.admin_rule import LastAdminError
 from app.models import Group, GroupMember, ScimDetachedUser, User, UserSource, UserStatus, Workspace
 from app.scim.errors import ScimError, mutability, not_found, uniqueness
-from app.scim.filters import BoolField, DateTimeField, FilterTranslator, IdField, MultiValued, StringField, ConstantField
+from app.scim.filters import BoolField, ConstantField, DateTimeField, FilterTranslator, IdField, MultiValued, StringField
 from app.scim.patch import apply_patch, parse_operations
 from app.scim.resources import USER_SPEC, UserFields, body_to_document, parse_id, user_document, user_fields
 from app.scim.schema import CORE_USER, GATEHOUSE_USER

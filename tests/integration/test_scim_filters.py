@@ -6,8 +6,7 @@ from urllib.parse import quote
 
 import pytest
 
-from app.extensions import db
-from tests.integration.scim_helpers import ROLE_EXT, assert_scim_error, make_token, ScimClient, user_body
+from tests.integration.scim_helpers import ROLE_EXT, ScimClient, assert_scim_error, make_token, user_body
 
 pytestmark = pytest.mark.postgres
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, User
-from tests.integration.scim_helpers import (CORE_USER, ROLE_EXT, SCIM, assert_scim_error, scim,  # noqa: F401
+from tests.integration.scim_helpers import (ROLE_EXT, SCIM, assert_scim_error, scim,  # noqa: F401
                                             user_body)
 
 
