@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, redirect, render_template, request, session, url_for
-from sqlalchemy.exc import IntegrityError
 from werkzeug.exceptions import NotFound
 
 from app.audit.service import record
 from app.auth.sessions import start_session
 from app.extensions import csrf, db, limiter
-from app.models import SsoConnection
+from app.models import User
 from app.models.sso import CONNECTION_ID_PATTERN
 from app.sso import browser, connections, recovery, saml, signin
 from app.sso.errors import SamlError, SamlErrorCode as E
@@ -62,7 +61,7 @@ def acs(cid: str):
         return _refused(cid, err)
     req, conn = assertion.request, assertion.connection
     if req.is_test:
-        return _test_result(assertion)
+        return _test_result(cid, assertion)
     try:
         if not conn.is_on:
             raise SamlError(E.connection_off, "SSO was turned off during the sign-in")
@@ -80,19 +79,11 @@ def acs(cid: str):
     signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="success", email=result.email, user=user,
                        summary={"issuer": assertion.summary.get("issuer"),
                                 "assertion_id": assertion.assertion_id})
-    try:
-        db.session.commit()
-    except IntegrityError as exc:  # the same assertion posted twice at once: the replay index refused one
-        db.session.rollback()
-        session.clear()
-        if not saml.is_replay_conflict(exc):
-            raise
-        return _refused(cid, SamlError(E.replay, "assertion used concurrently", email=result.email,
-                                       connection=db.session.get(SsoConnection, conn.id)))
+    db.session.commit()
     return redirect(safe_next(req.next_url) or url_for("main.library"), 303)
 
 
-def _test_result(assertion):
+def _test_result(cid: str, assertion):
     """A test login: never signs in; records what was received and unlocks the switch."""
     req, conn = assertion.request, assertion.connection
     identity = signin.received_identity(assertion)
@@ -101,8 +92,7 @@ def _test_result(assertion):
     except SamlError as err:
         err.connection, err.request, err.email = conn, req, err.email or assertion.nameid
         err.details = {**err.details, "received_identity": identity}
-        return _refused(assertion.connection.connection_id, err, summary=assertion.summary)
-    from app.models import User
+        return _refused(cid, err, summary=assertion.summary)
     actor = db.session.get(User, req.started_by_id) if req.started_by_id else None
     live = connections.mark_tested(conn, actor=actor)
     entry = signin.log_attempt(live.connection_id, live.workspace_id, outcome="success", email=result.email,
@@ -121,11 +111,10 @@ def _refused(cid: str, err: SamlError, summary: dict | None = None):
         entry = signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="refused", email=err.email,
                                    is_test=is_test, error=err, summary=summary)
         if is_test:
-            from app.models import User
             actor = db.session.get(User, err.request.started_by_id) if err.request.started_by_id else None
             record(conn.workspace_id, "sso.connection_tested", actor=actor, target=conn, outcome="failed",
                    error=err.code.value)
-    db.session.commit()
+    db.session.commit()  # with a policy refusal, the request stays consumed and the assertion used
     if entry is not None and entry.is_test:
         return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
     return _refusal_page(err)

@@ -299,14 +299,15 @@ def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -
                                                            SamlReplay.assertion_id == assertion_id))
     if exists:
         raise SamlError(E.replay, f"assertion {assertion_id} already used")
-    # Two concurrent posts of one assertion both pass the look-up; the unique
-    # index refuses the second at commit (see `is_replay_conflict`).
+    # Two concurrent posts of one assertion can both pass the look-up: the unique
+    # index decides, at this flush (the second waits for the first to commit).
     db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
                               expires_at=expires))
-
-
-def is_replay_conflict(exc: IntegrityError) -> bool:
-    return "saml_replay" in str(exc.orig).lower() or "uq_saml_replay" in str(exc.orig).lower()
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise SamlError(E.replay, f"assertion {assertion_id} used concurrently") from exc
 
 
 def purge_expired() -> int:

@@ -411,3 +411,28 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
     assert refused.status_code == 400 and "form has expired" in unescape(refused.get_data(as_text=True))
     token = csrf_token_from(client.get("/settings/security").get_data(as_text=True))
     assert client.post("/settings/security/sso/disable", data={"csrf_token": token}).status_code == 303
+
+
+@pytest.mark.postgres
+def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user, monkeypatch):
+    """Both posts pass the replay look-up; the unique index refuses the second at commit."""
+    from app.models import SamlReplay
+    from app.sso import saml
+    make_user(sso.workspace, "ada@acme.test")
+    client = app.test_client()
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test")
+
+    class WinnerCommitsFirst:  # SamlReplay, except that building a row lets the other request commit first
+        def __getattr__(self, name):
+            return getattr(SamlReplay, name)
+
+        def __call__(self, **row):  # between our look-up and our insert
+            with db.engine.begin() as other:
+                other.execute(SamlReplay.__table__.insert().values(**row))
+            return SamlReplay(**row)
+
+    monkeypatch.setattr(saml, "SamlReplay", WinnerCommitsFirst())
+    html = refusal(sso.post(client, root, started.relay_state))
+    assert "already used" in html and signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "replay"
