@@ -7,7 +7,9 @@ For each workspace size it seeds that many users, then measures, in process
 - list paging (count=100 at random offsets, and the last page);
 - create and PATCH throughput of Gatehouse's SCIM server, against
   * a bare Flask + SQLAlchemy handler doing the same insert/update on the same
-    database (the floor; target >= 0.6x its throughput), and
+    database with the same ORM pattern (add + commit; load + change + commit):
+    the floor, target >= 0.6x its throughput; for PATCH also a single Core
+    UPDATE that reads nothing (a floor below any handler that returns the resource), and
   * scim2-server (the in-memory reference implementation, from its package).
 
 Prints a table and the ratios; the figures in README come from here.
@@ -123,6 +125,17 @@ def bare_app(database_url: str, workspace_id: int) -> Flask:
 
     @app.patch("/bare/Users/<int:user_id>")
     def patch(user_id: int):
+        """The same ORM pattern as the app's update: load the row, change it, commit."""
+        body = request.get_json(force=True)
+        with Session(engine, expire_on_commit=False) as session:
+            user = session.get(User, user_id)
+            user.name = body["Operations"][0]["value"]
+            session.commit()
+            return jsonify({"id": str(user.id), "userName": user.email, "displayName": user.name}), 200
+
+    @app.patch("/bare/update/<int:user_id>")
+    def single_update(user_id: int):
+        """The thinnest possible floor: one UPDATE statement, nothing read."""
         body = request.get_json(force=True)
         with Session(engine) as session:
             session.execute(update(User).where(User.id == user_id)
@@ -237,6 +250,8 @@ def measure_writes(setup: Setup, calls: int) -> dict:
         "patch": scim_patch("Renamed"),
         "bare_patch": lambda i: check(bare.patch(f"/bare/Users/{rng.choice(ids)}", data=json.dumps(
             {"Operations": [{"value": f"Bare {i}"}]}), headers={"Content-Type": "application/json"}), 200),
+        "bare_update": lambda i: check(bare.patch(f"/bare/update/{rng.choice(ids)}", data=json.dumps(
+            {"Operations": [{"value": f"Bare {i}"}]}), headers={"Content-Type": "application/json"}), 200),
         "ref_patch": lambda i: check(reference.patch(f"/v2/Users/{rng.choice(ref_ids)}", headers=json_headers,
                                                      data=json.dumps({"schemas": [PATCH], "Operations": [
                                                          {"op": "replace", "path": "displayName",
@@ -276,7 +291,7 @@ def main() -> None:
 
 def report(results: list[dict]) -> None:
     keys = ["filter_eq", "get_by_id", "list_page", "last_page", "create", "bare_create", "ref_create", "patch",
-            "bare_patch", "ref_patch", "noop", "bare_noop"]
+            "bare_patch", "bare_update", "ref_patch", "noop", "bare_noop"]
     print(f"{'metric':<12}" + "".join(f"{'n=' + str(r['size']):>28}" for r in results))
     for key in keys:
         cells = "".join(f"{r[key]['mean_ms']:>9.2f} ms p95 {r[key]['p95_ms']:>6.2f} {r[key]['per_s']:>5.0f}/s"
@@ -291,6 +306,7 @@ def report(results: list[dict]) -> None:
         for op in ("create", "patch"):
             print(f"n={r['size']} {op}: Gatehouse / bare Flask+SQLAlchemy = {r[op]['per_s'] / r['bare_' + op]['per_s']:.2f}x"
                   f" (target >= 0.6x); Gatehouse / scim2-server = {r[op]['per_s'] / r['ref_' + op]['per_s']:.2f}x")
+        print(f"n={r['size']} patch: Gatehouse / a single Core UPDATE = {r['patch']['per_s'] / r['bare_update']['per_s']:.2f}x")
 
 
 if __name__ == "__main__":
