@@ -295,19 +295,15 @@ def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -
                           checks.parse_time(summary["scd_not_on_or_after"])) if t]
     expires = (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
     issuer = (summary["issuer"] or conn.idp_entity_id or "")[:1024]
-    exists = db.session.scalar(select(SamlReplay.id).where(SamlReplay.issuer == issuer,
-                                                           SamlReplay.assertion_id == assertion_id))
-    if exists:
-        raise SamlError(E.replay, f"assertion {assertion_id} already used")
-    # Two concurrent posts of one assertion can both pass the look-up: the unique
-    # index decides, at this flush (the second waits for the first to commit).
+    # The unique index decides, at this flush: no look-up first that a concurrent
+    # post could slip past (on PostgreSQL the second waits for the first to commit).
     db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
                               expires_at=expires))
     try:
         db.session.flush()
     except IntegrityError as exc:
         db.session.rollback()
-        raise SamlError(E.replay, f"assertion {assertion_id} used concurrently") from exc
+        raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
 
 
 def purge_expired() -> int:

@@ -415,7 +415,7 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
 
 @pytest.mark.postgres
 def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user, monkeypatch):
-    """Both posts pass the replay look-up; the unique index refuses the second at commit."""
+    """The other request commits the same assertion between our validation and our insert."""
     from app.models import SamlReplay
     from app.sso import saml
     make_user(sso.workspace, "ada@acme.test")
