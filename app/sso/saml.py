@@ -147,9 +147,8 @@ def settings_problem(conn: SsoConnection) -> str | None:
 
 
 def sp_metadata_xml(conn: SsoConnection) -> str:
-    settings = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True)
-    return settings.get_sp_metadata().decode() if isinstance(settings.get_sp_metadata(), bytes) \
-        else settings.get_sp_metadata()
+    metadata = OneLogin_Saml2_Settings(settings_dict(conn), sp_validation_only=True).get_sp_metadata()
+    return metadata.decode() if isinstance(metadata, bytes) else metadata
 
 
 def clock_skew() -> int:

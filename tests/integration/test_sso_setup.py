@@ -308,3 +308,19 @@ def test_test_result_for_unknown_and_deactivated_users(admin_client, workspace, 
     result = run_test_login(admin_client, h, "gone@acme.test")
     assert "Account deactivated" in result and "Reactivate the member" in result
     assert "Unlocks after a successful test" in page(admin_client)
+
+
+def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admin):  # noqa: F811
+    from app.sso import recovery
+    old = recovery.generate(admin)
+    db.session.commit()
+    response = admin_client.post(f"{SSO}/recovery-codes")
+    new = re.findall(r"<li><code>([a-z0-9-]{14})</code></li>", response.get_data(as_text=True))
+    assert response.status_code == 200 and len(new) == 10 and not set(new) & set(old)
+    assert response.headers["Cache-Control"] == "no-store" and 'hx-history="false"' in response.get_data(as_text=True)
+    other = app.test_client()
+    assert other.post("/sso/recovery", data={"email": admin.email, "password": PASSWORD,
+                                             "code": old[0]}).status_code == 422
+    assert other.post("/sso/recovery", data={"email": admin.email, "password": PASSWORD,
+                                             "code": new[0]}).status_code == 303
+    assert "You have <strong>9</strong> unused" in page(admin_client)
