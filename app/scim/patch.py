@@ -11,7 +11,7 @@ validates the patched document and writes the difference.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scim2_models import Path
@@ -31,7 +31,7 @@ class ResourceSpec:
     core: Schema
     extensions: tuple[Schema, ...] = ()
     ignored_attributes: frozenset[str] = frozenset()   # lowercase core names accepted and dropped
-    ignored_sub_attributes: dict = None                # lowercase attr -> lowercase sub names dropped
+    ignored_sub_attributes: dict[str, frozenset[str]] = field(default_factory=dict)  # lowercase attr -> subs dropped
     ignored_schemas: frozenset[str] = frozenset()      # lowercase URNs accepted and dropped
     read_only: frozenset[str] = frozenset()            # lowercase core names the client cannot set
 
@@ -103,7 +103,7 @@ def _target(spec: ResourceSpec, path: AttrPath, sub: str | None, value_filter, t
     if attr is None:
         raise invalid_path(f"Unknown attribute in path {text!r}.")
     if sub is not None:
-        if (spec.ignored_sub_attributes or {}).get(attr.name.lower(), frozenset()) >= {sub.lower()}:
+        if sub.lower() in spec.ignored_sub_attributes.get(attr.name.lower(), ()):
             return IGNORE
         sub_attr = attr.child(sub)
         if sub_attr is None:
