@@ -66,7 +66,8 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
     if not domain_authorized(conn.workspace_id, email):
         raise SamlError(E.domain_not_authorized, f"{email.rpartition('@')[2]} is not verified for the workspace",
                         {"received": email.rpartition("@")[2]}, email=email)
-    user = db.session.scalar(scoped(User, conn.workspace_id).where(User.email_normalized == User.normalize_email(email)))
+    user = db.session.scalar(scoped(User, conn.workspace_id)
+                             .where(User.email_normalized == User.normalize_email(email)))
     if user is None:
         if not conn.jit_enabled:
             raise SamlError(E.user_unknown, f"no member {email} and JIT creation is off", email=email)

@@ -27,12 +27,6 @@ def page(client, url=f"/settings/security") -> str:
     return unescape(response.get_data(as_text=True))
 
 
-def harness(workspace, idp) -> SsoHarness:  # noqa: F811
-    conn = db.session.scalar(select(SsoConnection).where(SsoConnection.workspace_id == workspace.id,
-                                                         SsoConnection.is_staged.is_(False)))
-    return SsoHarness(workspace, idp, conn.connection_id)
-
-
 def run_test_login(client, h: SsoHarness, email: str, **kw):
     """Press "Test connection", sign in at the IdP, come back: the result page."""
     response = client.post(f"{SSO}/test")

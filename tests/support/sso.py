@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from lxml import etree
 
 from app.extensions import db
 from tests.support.saml_idp import TestIdp, encode, read_authn_request
@@ -95,10 +94,6 @@ def signed_in_email(client) -> str | None:
     import re
     found = re.search(r'<div class="muted small">([^ <]+) ·', page.get_data(as_text=True))
     return found.group(1) if found else None
-
-
-def tostring(root) -> bytes:
-    return etree.tostring(root)
 
 
 @pytest.fixture
