@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
@@ -21,6 +22,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser 
 
 MAX_METADATA_BYTES = 512 * 1024
 FETCH_TIMEOUT = 10  # seconds, for connecting and for each read
+FETCH_DEADLINE = 30  # seconds for the whole fetch (a server dripping bytes can't hold a worker)
 MAX_REDIRECTS = 3
 
 
@@ -144,6 +146,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 def fetch_metadata(url: str, *, production: bool) -> bytes:
     """GET the metadata URL: https only and public addresses only in production,
     timeouts, at most MAX_METADATA_BYTES, a few redirects (each re-checked)."""
+    deadline = time.monotonic() + FETCH_DEADLINE
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -170,10 +173,7 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
             declared = response.getheader("Content-Length")
             if declared and declared.isdigit() and int(declared) > MAX_METADATA_BYTES:
                 raise MetadataError(f"The metadata is larger than {MAX_METADATA_BYTES // 1024} KB.")
-            body = response.read(MAX_METADATA_BYTES + 1)
-            if len(body) > MAX_METADATA_BYTES:
-                raise MetadataError(f"The metadata is larger than {MAX_METADATA_BYTES // 1024} KB.")
-            return body
+            return _read_body(response, deadline)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError) or "timed out" in str(exc):
                 raise MetadataError("The metadata URL did not answer in time.") from exc
@@ -184,3 +184,17 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
         finally:
             conn.close()
     raise MetadataError("The metadata URL redirected too many times.")
+
+
+def _read_body(response, deadline: float) -> bytes:
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise MetadataError("The metadata URL did not answer in time.")
+        chunk = response.read1(64 * 1024) if hasattr(response, "read1") else response.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_METADATA_BYTES:
+            raise MetadataError(f"The metadata is larger than {MAX_METADATA_BYTES // 1024} KB.")
+        chunks.append(chunk)

@@ -99,3 +99,34 @@ def test_fetch_times_out(server, monkeypatch):
     with pytest.raises(MetadataError, match="did not answer in time"):
         fetch_metadata(base + "/slow", production=False)
     assert time.monotonic() - started < 1.5
+
+
+def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n")
+        while not stop.is_set():
+            try:
+                conn.sendall(b"<")
+            except OSError:
+                break
+            time.sleep(0.05)
+        conn.close()
+
+    threading.Thread(target=drip, daemon=True).start()
+    monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MetadataError, match="did not answer in time"):
+            fetch_metadata(f"http://127.0.0.1:{listener.getsockname()[1]}/md", production=False)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 2
