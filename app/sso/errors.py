@@ -30,6 +30,7 @@ class SamlErrorCode(str, enum.Enum):
     domain_not_authorized = "domain_not_authorized"
     user_unknown = "user_unknown"
     user_deactivated = "user_deactivated"
+    concurrent = "concurrent_sign_in"
     invalid = "invalid_response"
 
 
@@ -134,6 +135,10 @@ _TEXT: dict[SamlErrorCode, tuple[str, str, str]] = {
         "Account deactivated",
         "Your account has been deactivated. Contact an admin of your workspace.",
         "Reactivate the member in Settings → Members."),
+    SamlErrorCode.concurrent: (
+        "Signed in twice at once",
+        "Your account was being set up by another sign-in at the same moment. Start again from the sign-in page.",
+        "Two first sign-ins of the same new person arrived together; the second one can simply start again."),
     SamlErrorCode.invalid: (
         "Response not valid",
         "Your identity provider's response was not valid. Contact an admin of your workspace.",

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
 from app.emails import InvalidEmail, normalize_address
@@ -81,7 +82,11 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
             (_attr(assertion.attributes, "last_name") or [None])[0]
         user.given_name, user.family_name = first, last
         db.session.add(user)
-        db.session.flush()
+        try:
+            db.session.flush()
+        except IntegrityError as exc:  # the same new person's other sign-in created them first
+            db.session.rollback()
+            raise SamlError(E.concurrent, f"{email} created concurrently", email=email) from exc
         record(conn.workspace_id, "member.created_by_sso", actor_label="SSO (just-in-time)", target=user,
                role=user.role)
         return SignInResult(user, email, created=True)

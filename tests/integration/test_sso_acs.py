@@ -436,3 +436,31 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user,
     html = refusal(sso.post(client, root, started.relay_state))
     assert "already used" in html and signed_in_email(client) is None
     assert last_log(sso.workspace.id).error_code == "replay"
+
+
+@pytest.mark.postgres
+def test_two_first_sign_ins_of_a_new_person_at_once(db_backend, client, sso, admin, monkeypatch):
+    """JIT: the other sign-in creates the account between our look-up and our insert. (On SQLite
+    writers are serialized, so the other one can't commit in between: PostgreSQL only.)"""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes the two sign-ins; the race needs concurrent writers")
+    from app.models import User as UserModel
+    from app.sso import connections, signin
+    connections.set_jit(sso.workspace.id, enabled=True, role="creator", actor=admin)
+    db.session.commit()
+    started = sso.start(client)
+    identity = signin.received_identity
+
+    def other_sign_in_creates_them_first(assertion):  # runs after our look-up found nobody
+        now = dt.datetime.now(dt.timezone.utc)
+        with db.engine.begin() as other:
+            other.execute(UserModel.__table__.insert().values(
+                workspace_id=sso.workspace.id, email="new@acme.test", email_normalized="new@acme.test", name="New",
+                role="creator", status="active", source="sso_jit", session_version=1, created_at=now,
+                updated_at=now))
+        return identity(assertion)
+
+    monkeypatch.setattr(signin, "received_identity", other_sign_in_creates_them_first)
+    html = refusal(sso.post(client, sso.response(started.request_id, "new@acme.test"), started.relay_state))
+    assert "Start again" in html and signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "concurrent_sign_in"
