@@ -76,6 +76,23 @@ class ScimDetachedUser(Base):
     detached_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ScimUserName(Base):
+    """A SCIM userName that is not an email address (e.g. an Entra UPN prefix or an
+    IdP's opaque id): kept beside the member, whose address then comes from `emails`.
+    An email-shaped userName needs no row: it is the member's address."""
+
+    __tablename__ = "scim_user_name"
+    __table_args__ = (
+        Index("uq_scim_user_name_workspace_name", "workspace_id", "user_name_normalized", unique=True),
+        Index("ix_scim_user_name_normalized", "user_name_normalized"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(255))
+    user_name_normalized: Mapped[str] = mapped_column(String(255))
+
+
 class ScimRequestLog(Base):
     """One SCIM request, for the admin's provisioning log (masked; pruned by age and count)."""
 

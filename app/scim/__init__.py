@@ -20,3 +20,4 @@ def register(app: Flask) -> None:
     register_purge_step("scim_request_log", purge.request_log_entries)
     register_purge_step("scim_group_memberships", purge.group_memberships)
     register_purge_step("scim_detachment", purge.detachment)
+    register_purge_step("scim_user_name", purge.user_name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from app.extensions import db
-from app.models import GroupMember, ScimDetachedUser
+from app.models import GroupMember, ScimDetachedUser, ScimUserName
 from app.scim.requestlog import purge_user_entries
 
 
@@ -25,3 +25,9 @@ def group_memberships(workspace_id: int, user_id: int, batch_size: int) -> int:
 def detachment(workspace_id: int, user_id: int, batch_size: int) -> int:
     return db.session.execute(delete(ScimDetachedUser).where(ScimDetachedUser.workspace_id == workspace_id,
                                                              ScimDetachedUser.user_id == user_id)).rowcount
+
+
+def user_name(workspace_id: int, user_id: int, batch_size: int) -> int:
+    """A stored non-email userName is personal data too."""
+    return db.session.execute(delete(ScimUserName).where(ScimUserName.workspace_id == workspace_id,
+                                                         ScimUserName.user_id == user_id)).rowcount

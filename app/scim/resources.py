@@ -93,6 +93,7 @@ def body_to_document(spec: ResourceSpec, body: Any) -> dict:
 @dataclass
 class UserFields:
     email: str
+    user_name: str | None  # a userName that is not an email address; None: userName is `email`
     external_id: str | None
     given_name: str | None
     family_name: str | None
@@ -101,9 +102,9 @@ class UserFields:
     role: str | None     # None: not given
 
 
-def user_document(user) -> dict:
+def user_document(user, user_name: str | None = None) -> dict:
     name = {k: v for k, v in (("givenName", user.given_name), ("familyName", user.family_name)) if v}
-    doc = {"userName": user.email, "emails": [{"value": user.email, "type": "work", "primary": True}],
+    doc = {"userName": user_name or user.email, "emails": [{"value": user.email, "type": "work", "primary": True}],
            "active": user.status != "deactivated", GATEHOUSE_USER: {"role": user.role}}
     if name:
         doc["name"] = name
@@ -144,17 +145,37 @@ def _chosen_email(emails: list[dict]) -> str | None:
 
 
 def user_fields(doc: dict, *, current_email: str | None = None) -> UserFields:
-    """Validate a user document. userName and the work email are one address in
-    Gatehouse: a change of either (userName wins when both change) moves it."""
+    """Validate a user document.
+
+    An email-shaped userName is the member's address, and the work email is the
+    same value: a change of either moves it (userName wins when both change). Any
+    other userName is kept as it is, and the address comes from `emails`.
+    """
     user_name = doc.get("userName")
     if not user_name or not isinstance(user_name, str) or not user_name.strip():
-        raise invalid_value("userName is required (the member's work email address).")
-    unchanged = current_email is not None and user_name.strip().lower() == current_email.lower()
-    email = user_name.strip() if unchanged else _email(user_name, "userName")  # already validated when stored
+        raise invalid_value("userName is required (usually the member's work email address).")
+    user_name = user_name.strip()
     chosen = _chosen_email(doc.get("emails") or [])
+    if "@" not in user_name:
+        if len(user_name) > 255:
+            raise invalid_value("userName is longer than 255 characters.")
+        if chosen:
+            email = chosen.strip() if current_email and chosen.strip().lower() == current_email.lower() \
+                else _email(chosen, "emails.value")
+        elif current_email:
+            email = current_email
+        else:
+            raise invalid_value("A userName that is not an email address needs the member's address in emails.")
+        return _with_profile(doc, email, user_name)
+    unchanged = current_email is not None and user_name.lower() == current_email.lower()
+    email = user_name if unchanged else _email(user_name, "userName")  # already validated when stored
     if current_email is not None and chosen and email.lower() == current_email.lower() \
             and chosen.strip().lower() != current_email.lower():
         email = _email(chosen, "emails.value")
+    return _with_profile(doc, email, None)
+
+
+def _with_profile(doc: dict, email: str, user_name: str | None) -> UserFields:
     name = doc.get("name") or {}
     given = _text(name.get("givenName"), "name.givenName", 100)
     family = _text(name.get("familyName"), "name.familyName", 100)
@@ -165,13 +186,14 @@ def user_fields(doc: dict, *, current_email: str | None = None) -> UserFields:
         if role.strip().lower() not in ROLES:
             raise invalid_value(f"role must be one of {', '.join(ROLES)} (got {role[:50]!r}).")
         role = role.strip().lower()
-    return UserFields(email=email, external_id=_text(doc.get("externalId"), "externalId", 255), given_name=given,
+    return UserFields(email=email, user_name=user_name, external_id=_text(doc.get("externalId"), "externalId", 255),
+                      given_name=given,
                       family_name=family, display_name=display, active=doc.get("active"), role=role)
 
 
-def user_resource(user, base_url: str, groups: list | None = None) -> dict:
+def user_resource(user, base_url: str, groups: list | None = None, user_name: str | None = None) -> dict:
     location = f"{base_url}/Users/{user.id}"
-    resource = {"schemas": [CORE_USER, GATEHOUSE_USER], "id": str(user.id), **user_document(user)}
+    resource = {"schemas": [CORE_USER, GATEHOUSE_USER], "id": str(user.id), **user_document(user, user_name)}
     name = resource.get("name")
     if name:
         name["formatted"] = " ".join(p for p in (user.given_name, user.family_name) if p)

@@ -100,9 +100,18 @@ def commit(status: int) -> None:
     db.session.commit()
 
 
+OUTSIDE_MESSAGES = {
+    404: "No such SCIM endpoint or resource.",
+    405: "This SCIM endpoint does not accept that method.",
+    413: "The request body is too large.",
+    500: "An unexpected error happened; it has been logged. Retry the request.",
+}
+
+
 def render_error(status: int, message: str):
-    """Errors raised outside our views (unknown URL, wrong method, body too large)."""
-    return error_response(status, message)
+    """Errors raised outside our views (unknown URL, wrong method, body too large): the
+    app's page messages speak to people in a browser, these to an IdP's log."""
+    return error_response(status, OUTSIDE_MESSAGES.get(status, message))
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -202,10 +211,11 @@ def schema(schema_id: str):
     return scim_json(found)
 
 
+@bp.route("/.search", methods=["POST"])
 @bp.route("/Bulk", methods=["POST"])
 @bp.route("/Me", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_implemented():
-    """Announced as unsupported in ServiceProviderConfig (RFC 7644 §3.7, §3.11)."""
+    """Announced as unsupported (RFC 7644 §3.4.3 root search, §3.7 bulk, §3.11 /Me)."""
     raise ScimError(501, "Not supported by this service provider.")
 
 
@@ -213,14 +223,19 @@ def not_implemented():
 
 def _list_users(params: dict):
     start, count = paging(params)
-    total, users = user_service.list_users(g.scim_caller, filter_text=params.get("filter"), start_index=start,
+    total, found = user_service.list_users(g.scim_caller, filter_text=params.get("filter"), start_index=start,
                                            count=count)
-    groups = user_service.groups_of([u.id for u in users])
-    if len(users) == 1:
-        g.scim_user_id = users[0].id
+    groups = user_service.groups_of([f.user.id for f in found])
+    if len(found) == 1:
+        g.scim_user_id = found[0].user.id
     attributes, excluded = _list_param(params.get("attributes")), _list_param(params.get("excludedAttributes"))
-    resources = [project(user_resource(u, base_url(), groups[u.id]), attributes, excluded) for u in users]
+    resources = [project(user_resource(f.user, base_url(), groups[f.user.id], f.user_name), attributes, excluded)
+                 for f in found]
     return list_response(resources, total, start)
+
+
+def _user_json(found) -> dict:
+    return user_resource(found.user, base_url(), found.groups, found.user_name)
 
 
 @bp.get("/Users")
@@ -235,19 +250,19 @@ def search_users():
 
 @bp.post("/Users")
 def create_user():
-    user = user_service.create_user(g.scim_caller, json_body())
-    g.scim_user_id = user.id
+    found = user_service.create_user(g.scim_caller, json_body())
+    g.scim_user_id = found.user.id
     # Rendered before the commit expires the row (saves a reload); a new or re-linked user is in no group.
-    resource = user_resource(user, base_url(), [])
+    resource = _user_json(found)
     commit(201)
     return single(resource, 201, location=True)
 
 
 @bp.get("/Users/<user_id>")
 def get_user(user_id: str):
-    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
-    g.scim_user_id = user.id
-    resource = user_resource(user, base_url(), groups)
+    found = user_service.get_user_and_groups(g.scim_caller, user_id)
+    g.scim_user_id = found.user.id
+    resource = _user_json(found)
     if request.headers.get("If-None-Match", "").strip() == resource["meta"]["version"]:
         not_modified = current_app.response_class(status=304)
         not_modified.headers["ETag"] = resource["meta"]["version"]
@@ -257,24 +272,22 @@ def get_user(user_id: str):
 
 @bp.put("/Users/<user_id>")
 def replace_user(user_id: str):
-    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
-    g.scim_user_id = user.id
+    found = user_service.get_user_and_groups(g.scim_caller, user_id)
+    g.scim_user_id = found.user.id
     body = json_body()
-    check_if_match(version(user.updated_at, user.id))
-    user_service.replace_user(g.scim_caller, user, body)
-    resource = user_resource(user, base_url(), groups)
+    check_if_match(version(found.user.updated_at, found.user.id))
+    resource = _user_json(user_service.replace_user(g.scim_caller, found, body))
     commit(200)
     return single(resource)
 
 
 @bp.patch("/Users/<user_id>")
 def patch_user(user_id: str):
-    user, groups = user_service.get_user_and_groups(g.scim_caller, user_id)
-    g.scim_user_id = user.id
+    found = user_service.get_user_and_groups(g.scim_caller, user_id)
+    g.scim_user_id = found.user.id
     body = json_body()
-    check_if_match(version(user.updated_at, user.id))
-    user_service.patch_user(g.scim_caller, user, body)
-    resource = user_resource(user, base_url(), groups)
+    check_if_match(version(found.user.updated_at, found.user.id))
+    resource = _user_json(user_service.patch_user(g.scim_caller, found, body))
     commit(200)
     return single(resource)
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, exists, func, select
+from scim2_models.path import CompareOperator
+from sqlalchemy import and_, bindparam, delete, exists, false, func, not_, or_, select, true
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import lazyload
+from sqlalchemy.orm import aliased, lazyload
 
 from app.audit.service import record
 from app.extensions import db
 from app.members import service as members
 from app.members.admin_rule import LastAdminError
-from app.models import Group, GroupMember, ScimDetachedUser, User, UserSource, UserStatus, Workspace
-from app.scim.errors import ScimError, mutability, not_found, uniqueness
-from app.scim.filters import BoolField, ConstantField, DateTimeField, FilterTranslator, IdField, MultiValued, StringField
+from app.models import (Group, GroupMember, ScimDetachedUser, ScimUserName, User, UserSource, UserStatus, Workspace,
+                        utcnow)
+from app.scim.errors import ScimError, invalid_filter, mutability, not_found, uniqueness
+from app.scim.filters import (BoolField, ConstantField, DateTimeField, Field, FilterTranslator, IdField, MultiValued,
+                               StringField)
 from app.scim.patch import apply_patch, parse_operations
 from app.scim.resources import USER_SPEC, UserFields, body_to_document, parse_id, user_document, user_fields
 from app.scim.schema import CORE_USER, GATEHOUSE_USER
@@ -47,26 +50,38 @@ _VISIBLE_BY_ID = (select(User).options(lazyload(User.workspace))
                   .where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"), _not_detached()))
 _BY_EMAIL = select(User).where(User.workspace_id == bindparam("workspace_id"),
                                User.email_normalized == bindparam("email"))
+_BY_USER_NAME = (select(User).join(ScimUserName, ScimUserName.user_id == User.id)
+                 .where(ScimUserName.workspace_id == bindparam("workspace_id"),
+                        ScimUserName.user_name_normalized == bindparam("user_name")))
 _ANY_DETACHED = select(ScimDetachedUser.user_id).where(ScimDetachedUser.workspace_id == bindparam("workspace_id")).limit(1)
 _GROUPS_OF = (select(GroupMember.user_id, Group).join(Group, Group.id == GroupMember.group_id)
               .where(GroupMember.user_id.in_(bindparam("user_ids", expanding=True))).order_by(Group.id))
 
 
 _VISIBLE_BY_ID_WITH_GROUPS = (
-    select(User, Group).options(lazyload(User.workspace))
+    select(User, ScimUserName.user_name, Group).options(lazyload(User.workspace))
+    .outerjoin(ScimUserName, ScimUserName.user_id == User.id)
     .outerjoin(GroupMember, GroupMember.user_id == User.id).outerjoin(Group, Group.id == GroupMember.group_id)
     .where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"), _not_detached())
     .order_by(Group.id))
 
 
-def get_user_and_groups(caller: Caller, user_id) -> tuple[User, list[Group]]:
-    """The user and its groups in one round trip (a PATCH or PUT leaves the groups as they are)."""
+@dataclass
+class Found:
+    """A user as SCIM sees it: the member, its non-email userName if any, its groups."""
+    user: User
+    user_name: str | None
+    groups: list[Group]
+
+
+def get_user_and_groups(caller: Caller, user_id) -> Found:
+    """The user, its userName and its groups in one round trip (PATCH and PUT leave the groups as they are)."""
     user_id = parse_id(user_id)
     rows = db.session.execute(_VISIBLE_BY_ID_WITH_GROUPS, {"workspace_id": caller.workspace_id,
                                                            "user_id": user_id}).all() if user_id else []
     if not rows:
         raise not_found(f"User {user_id} not found." if user_id else "Resource not found.")
-    return rows[0][0], [group for _, group in rows if group is not None]
+    return Found(rows[0][0], rows[0][1], [group for _, _, group in rows if group is not None])
 
 
 def get_user(caller: Caller, user_id) -> User:
@@ -88,9 +103,38 @@ _EMAILS = MultiValued({
 })
 _GROUPS = MultiValued({"value": IdField("groups.value", GroupMember.group_id)},
                       wrap=lambda condition: exists().where(GroupMember.user_id == User.id, condition))
+class UserNameField(Field):
+    """userName is the address, unless the member has a non-email userName kept beside it."""
+
+    # An alias: list queries also join ScimUserName, which would swallow these subqueries' FROM.
+    _names = aliased(ScimUserName)
+    _stored = select(_names.user_name_normalized).where(_names.user_id == User.id).scalar_subquery()
+
+    def compare(self, op, value):
+        if value is None:
+            return false() if op == CompareOperator.eq else true() if op == CompareOperator.ne else self._refuse(op)
+        if not isinstance(value, str):
+            raise invalid_filter("userName is a string; compare it with a quoted value.")
+        if op in (CompareOperator.eq, CompareOperator.ne):
+            wanted = value.lower()
+            # Both sides indexed: the address of members without a stored userName, or a stored one.
+            names = self._names
+            equal = or_(and_(User.email_normalized == wanted, ~exists().where(names.user_id == User.id)),
+                        User.id.in_(select(names.user_id).where(names.user_name_normalized == wanted)))
+            return equal if op == CompareOperator.eq else not_(equal)
+        return StringField("userName", func.coalesce(self._stored, User.email_normalized), lowered=True,
+                           nullable=False).compare(op, value)
+
+    def _refuse(self, op):
+        raise invalid_filter(f"The {op.value!r} operator cannot be used with null.")
+
+    def present(self):
+        return true()
+
+
 _USER_FIELDS = {
     ("id", None): IdField("id", User.id),
-    ("username", None): StringField("userName", User.email_normalized, lowered=True, nullable=False),
+    ("username", None): UserNameField(),
     ("externalid", None): StringField("externalId", User.external_id, case_exact=True),
     ("displayname", None): StringField("displayName", User.name),
     ("name", "givenname"): StringField("name.givenName", User.given_name),
@@ -117,6 +161,8 @@ user_filter = FilterTranslator(_resolve_user_attr)
 
 
 DIRECT_PAGE_LIMIT = 1000  # startIndex up to which rows are read at once
+_WITH_NAME = (select(User, ScimUserName.user_name).options(lazyload(User.workspace))
+              .outerjoin(ScimUserName, ScimUserName.user_id == User.id))
 
 
 def list_users(caller: Caller, *, filter_text: str | None, start_index: int, count: int):
@@ -138,22 +184,20 @@ def list_users(caller: Caller, *, filter_text: str | None, start_index: int, cou
     def visible(query):
         return query.where(_not_detached()) if anyone_detached() else query
 
-    users: list[User] = []
+    rows = []
     if count and start_index <= DIRECT_PAGE_LIMIT:
-        users = list(db.session.scalars(select(User).options(lazyload(User.workspace))
-                                        .where(*conditions, _not_detached()).order_by(User.id)
-                                        .offset(start_index - 1).limit(count)))
+        rows = db.session.execute(_WITH_NAME.where(*conditions, _not_detached()).order_by(User.id)
+                                  .offset(start_index - 1).limit(count)).all()
     elif count:
         page_ids = list(db.session.scalars(visible(select(User.id).where(*conditions)).order_by(User.id)
                                            .offset(start_index - 1).limit(count)))
-        users = list(db.session.scalars(select(User).options(lazyload(User.workspace)).where(User.id.in_(page_ids))
-                                        .order_by(User.id))) if page_ids else []
-    if start_index == 1 and len(users) < count:
-        total = len(users)
+        rows = db.session.execute(_WITH_NAME.where(User.id.in_(page_ids)).order_by(User.id)).all() if page_ids else []
+    if start_index == 1 and len(rows) < count:
+        total = len(rows)
     else:
         total = db.session.scalar(select(func.count()).select_from(visible(select(User.id).where(*conditions))
                                                                    .subquery()))
-    return total, users
+    return total, [Found(user, user_name, []) for user, user_name in rows]
 
 
 def groups_of(user_ids: list[int]) -> dict[int, list[Group]]:
@@ -171,11 +215,15 @@ def _find_by_email(workspace_id: int, email: str) -> User | None:
     return db.session.scalar(_BY_EMAIL, {"workspace_id": workspace_id, "email": User.normalize_email(email)})
 
 
+def _find_by_user_name(workspace_id: int, user_name: str) -> User | None:
+    return db.session.scalar(_BY_USER_NAME, {"workspace_id": workspace_id, "user_name": user_name.lower()})
+
+
 def _detachment(user: User) -> ScimDetachedUser | None:
     return db.session.get(ScimDetachedUser, user.id)
 
 
-def create_user(caller: Caller, body) -> User:
+def create_user(caller: Caller, body) -> Found:
     fields = user_fields(body_to_document(USER_SPEC, body))
     user = User(workspace_id=caller.workspace_id, role=fields.role or caller.workspace.default_role,
                 status=UserStatus.active.value, source=UserSource.scim.value)
@@ -183,9 +231,13 @@ def create_user(caller: Caller, body) -> User:
     _write_profile(user, fields)
     db.session.add(user)
     try:
-        # The unique index on (workspace, address) answers "does this member exist?" in the
-        # common case without a look-up; only a taken address pays for the second query.
+        # The unique indexes (address; stored userName) answer "does this member exist?" in
+        # the common case without a look-up; only a taken one pays for the second query.
         db.session.flush()
+        if fields.user_name:
+            db.session.add(ScimUserName(user_id=user.id, workspace_id=caller.workspace_id, user_name=fields.user_name,
+                                        user_name_normalized=fields.user_name.lower()))
+            db.session.flush()
     except IntegrityError:
         db.session.rollback()
         return _relink(caller, fields)
@@ -193,38 +245,47 @@ def create_user(caller: Caller, body) -> User:
            external_id=user.external_id)
     if fields.active is False:
         members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
-    return user
+    return Found(user, fields.user_name, [])
 
 
-def _relink(caller: Caller, fields: UserFields) -> User:
-    """POST for an address that exists: a user the IdP deleted earlier is linked again, data kept."""
-    existing = _find_by_email(caller.workspace_id, fields.email)
+def _relink(caller: Caller, fields: UserFields) -> Found:
+    """POST for a userName that exists: a user the IdP deleted earlier is linked again, data kept."""
+    user_name = fields.user_name or fields.email
+    if fields.user_name:
+        existing = _find_by_user_name(caller.workspace_id, fields.user_name)
+    else:
+        existing = _find_by_email(caller.workspace_id, fields.email)
+        if existing is not None and db.session.get(ScimUserName, existing.id) is not None:
+            existing = None  # that address belongs to a member with another userName
     detachment = _detachment(existing) if existing is not None else None
     if detachment is None:
-        raise uniqueness(f"A member with userName {fields.email} already exists.")
+        raise uniqueness(f"A member with userName {user_name} (or with the address {fields.email}) already exists.")
     db.session.delete(detachment)
     existing.source = UserSource.scim.value
     record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing)
     if fields.active is None:
         fields.active = True
     _write(caller, existing, fields)
-    return existing
+    return Found(existing, fields.user_name, [])
 
 
-def replace_user(caller: Caller, user: User, body) -> User:
+def replace_user(caller: Caller, found: Found, body) -> Found:
     doc = body_to_document(USER_SPEC, body)
-    _write(caller, user, user_fields(doc, current_email=user.email))
-    return user
+    fields = user_fields(doc, current_email=found.user.email)
+    _write(caller, found.user, fields, found.user_name)
+    found.user_name = fields.user_name
+    return found
 
 
-def patch_user(caller: Caller, user: User, body) -> User:
+def patch_user(caller: Caller, found: Found, body) -> Found:
     operations = parse_operations(body)
-    doc = apply_patch(USER_SPEC, user_document(user), operations)
-    fields = user_fields(doc, current_email=user.email)
+    doc = apply_patch(USER_SPEC, user_document(found.user, found.user_name), operations)
+    fields = user_fields(doc, current_email=found.user.email)
     if (doc.get(GATEHOUSE_USER) or {}).get("role") is None:
         fields.role = caller.workspace.default_role  # removing the role gives the default one
-    _write(caller, user, fields)
-    return user
+    _write(caller, found.user, fields, found.user_name)
+    found.user_name = fields.user_name
+    return found
 
 
 def delete_user(caller: Caller, user: User) -> None:
@@ -246,8 +307,11 @@ def _write_profile(user: User, fields: UserFields) -> list[str]:
     return changed
 
 
-def _write(caller: Caller, user: User, fields: UserFields) -> None:
-    changed = []
+_UNKNOWN = object()
+
+
+def _write(caller: Caller, user: User, fields: UserFields, current_user_name=_UNKNOWN) -> None:
+    changed = [] if current_user_name == fields.user_name else _write_user_name(caller, user, fields.user_name)
     if fields.email.lower() != user.email_normalized:
         other = _find_by_email(caller.workspace_id, fields.email)
         if other is not None and other.id != user.id:
@@ -275,6 +339,24 @@ def _write(caller: Caller, user: User, fields: UserFields) -> None:
     _flush_unique(fields.email)
 
 
+def _write_user_name(caller: Caller, user: User, user_name: str | None) -> list[str]:
+    stored = db.session.get(ScimUserName, user.id)
+    if (stored.user_name if stored else None) == user_name:
+        return []
+    if user_name is None:
+        db.session.delete(stored)
+    else:
+        other = _find_by_user_name(caller.workspace_id, user_name)
+        if other is not None and other.id != user.id:
+            raise uniqueness(f"Another member already has userName {user_name}.")
+        if stored is None:
+            stored = ScimUserName(user_id=user.id, workspace_id=caller.workspace_id)
+            db.session.add(stored)
+        stored.user_name, stored.user_name_normalized = user_name, user_name.lower()
+    user.updated_at = utcnow()  # the resource changed: a new meta.version
+    return ["userName"]
+
+
 def _flush_unique(email: str) -> None:
     try:
         db.session.flush()
@@ -283,5 +365,5 @@ def _flush_unique(email: str) -> None:
         raise uniqueness(f"A member with userName {email} already exists.") from None
 
 
-__all__ = ["Caller", "ScimError", "create_user", "delete_user", "get_user", "get_user_and_groups", "groups_of", "list_users", "patch_user",
-           "replace_user", "visible_users"]
+__all__ = ["Caller", "Found", "ScimError", "create_user", "delete_user", "get_user", "get_user_and_groups", "groups_of",
+           "list_users", "patch_user", "replace_user", "visible_users"]

@@ -27,7 +27,7 @@ def test_purge_steps_remove_scim_traces_in_batches(scim, workspace):
         scim.get(f"/Users/{leaver['id']}")
     leaver_id, stayer_id = int(leaver["id"]), int(stayer["id"])
     steps = purge_steps()
-    assert {"scim_request_log", "scim_group_memberships", "scim_detachment"} <= set(steps)
+    assert {"scim_request_log", "scim_group_memberships", "scim_detachment", "scim_user_name"} <= set(steps)
 
     assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 2  # a batch at most
     assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 1
@@ -52,3 +52,12 @@ def test_purge_steps_remove_scim_traces_in_batches(scim, workspace):
     assert steps["scim_detachment"](workspace.id, leaver_id, 10) == 0
     # Another workspace's id never matches.
     assert steps["scim_group_memberships"](workspace.id + 1000, stayer_id, 10) == 0
+
+
+def test_purge_removes_a_stored_user_name(scim, workspace):
+    from app.models import ScimUserName
+    created = scim.post("/Users", user_body("named@acme.test") | {"userName": "named.one"}).get_json(force=True)
+    steps = purge_steps()
+    assert count(ScimUserName, user_id=int(created["id"])) == 1
+    assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 1
+    assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 0

@@ -81,7 +81,7 @@ def test_email_change_keeps_the_same_user_and_conflicts_are_409(scim):
     assert response.get_json(force=True)["emails"][0]["value"] == "a.new@acme.test"
     assert_scim_error(scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "B@acme.test"}]),
                       409, "uniqueness")
-    assert_scim_error(scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "not an email"}]),
+    assert_scim_error(scim.patch(f"/Users/{a['id']}", [{"op": "replace", "path": "userName", "value": "bad@"}]),
                       400, "invalidValue")
 
 
@@ -205,3 +205,32 @@ def test_both_paging_paths_agree(scim, monkeypatch, direct_limit):
         assert body["totalResults"] == 6 and body["startIndex"] == start
         seen += [r["id"] for r in body["Resources"]]
     assert seen == sorted(seen, key=int) and len(seen) == 6 and set(ids) <= set(seen)
+
+
+@pytest.mark.postgres
+def test_a_user_name_that_is_not_an_email(db_backend, scim):
+    body = user_body("ada@acme.test") | {"userName": "ADA.lovelace"}
+    created = scim.post("/Users", body)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    got = created.get_json(force=True)
+    assert got["userName"] == "ADA.lovelace" and got["emails"][0]["value"] == "ada@acme.test"
+    user = db.session.get(User, int(got["id"]))
+    assert user.email_normalized == "ada@acme.test"  # the member's address comes from emails
+    for expression in ('userName eq "ada.LOVELACE"', 'userName sw "ada."', 'emails.value eq "ada@acme.test"'):
+        listed = scim.get(f"/Users?filter={expression}").get_json(force=True)
+        assert [r["id"] for r in listed["Resources"]] == [got["id"]], expression
+    assert scim.get('/Users?filter=userName eq "ada@acme.test"').get_json(force=True)["totalResults"] == 0
+    assert_scim_error(scim.post("/Users", user_body("other@acme.test") | {"userName": "ada.Lovelace"}), 409, "uniqueness")
+    assert_scim_error(scim.post("/Users", user_body("x@acme.test") | {"userName": "nomail", "emails": []}),
+                      400, "invalidValue")
+    renamed = scim.patch(f"/Users/{got['id']}", [{"op": "replace", "path": "userName", "value": "ada.king"}])
+    assert renamed.get_json(force=True)["userName"] == "ada.king"
+    assert renamed.headers["ETag"] != created.headers["ETag"]
+    back = scim.patch(f"/Users/{got['id']}", [{"op": "replace", "path": "userName", "value": "ada.king@acme.test"}])
+    assert back.get_json(force=True)["userName"] == "ada.king@acme.test"
+    assert db.session.get(User, int(got["id"])).email_normalized == "ada.king@acme.test"
+    # DELETE then POST with the same (non-email) userName links the same member again.
+    scim.patch(f"/Users/{got['id']}", [{"op": "replace", "path": "userName", "value": "ada.k"}])
+    assert scim.delete(f"/Users/{got['id']}").status_code == 204
+    again = scim.post("/Users", user_body("ada.king@acme.test") | {"userName": "ada.k"})
+    assert again.status_code == 201 and again.get_json(force=True)["id"] == got["id"]
