@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass
 
 from scim2_models.path import CompareOperator
-from sqlalchemy import and_, bindparam, delete, exists, false, func, not_, or_, select, true
+from sqlalchemy import bindparam, delete, exists, false, func, not_, select, true, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased, lazyload
 
@@ -108,6 +108,7 @@ class UserNameField(Field):
 
     # An alias: list queries also join ScimUserName, which would swallow these subqueries' FROM.
     _names = aliased(ScimUserName)
+    _members = aliased(User)
     _stored = select(_names.user_name_normalized).where(_names.user_id == User.id).scalar_subquery()
 
     def compare(self, op, value):
@@ -117,10 +118,13 @@ class UserNameField(Field):
             raise invalid_filter("userName is a string; compare it with a quoted value.")
         if op in (CompareOperator.eq, CompareOperator.ne):
             wanted = value.lower()
-            # Both sides indexed: the address of members without a stored userName, or a stored one.
-            names = self._names
-            equal = or_(and_(User.email_normalized == wanted, ~exists().where(names.user_id == User.id)),
-                        User.id.in_(select(names.user_id).where(names.user_name_normalized == wanted)))
+            # One uncorrelated id list, each half an index look-up: the address of members without
+            # a stored userName, or a stored userName (an OR across tables would scan the workspace).
+            names, members = self._names, self._members
+            by_address = select(members.id).where(members.email_normalized == wanted,
+                                                  ~exists().where(names.user_id == members.id))
+            by_name = select(names.user_id).where(names.user_name_normalized == wanted)
+            equal = User.id.in_(union_all(by_address, by_name))
             return equal if op == CompareOperator.eq else not_(equal)
         return StringField("userName", func.coalesce(self._stored, User.email_normalized), lowered=True,
                            nullable=False).compare(op, value)
