@@ -2,11 +2,7 @@
 section of Settings → Security."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
-
-log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
@@ -29,12 +25,8 @@ def register(app: Flask) -> None:
 
 def _register_scim_verifier() -> None:
     """OAuth access tokens authenticate SCIM requests, beside the static tokens."""
-    try:
-        from app.scim.auth import ScimPrincipal, register_bearer_verifier
-    except ImportError:  # the SCIM area is not there (yet): nothing to authenticate
-        log.warning("app.scim.auth not found: OAuth tokens cannot authenticate SCIM requests")
-        return
     from app.oauth.service import verify_access_token
+    from app.scim.auth import ScimPrincipal, register_bearer_verifier
 
     def verify(bearer: str):
         found = verify_access_token(bearer)

@@ -15,6 +15,7 @@ from app.errors import abort_with
 from app.extensions import db
 from app.models import Workspace
 from app.oauth import service
+from app.scim import tokens as scim_tokens
 from app.settings.sections import Section, register_section
 
 bp = Blueprint("provisioning", __name__, url_prefix="/settings/security/provisioning")
@@ -37,17 +38,8 @@ def scim_base_url() -> str:
     return current_app.config["BASE_URL"] + "/scim/v2"
 
 
-def _scim_tokens():
-    from app.scim import tokens
-    return tokens
-
-
 def _active_tokens(workspace_id: int) -> list:
-    try:
-        tokens = _scim_tokens()
-    except ImportError:  # the SCIM area isn't installed: no static tokens to list
-        return []
-    return tokens.list_tokens(workspace_id)
+    return scim_tokens.list_tokens(workspace_id)
 
 
 def _log_query(workspace_id: int):
@@ -105,10 +97,9 @@ def create_token():
     form = TokenForm()
     if not form.validate_on_submit():
         return _no_store(render_template("provisioning/token_new.html", form=form), 422)
-    tokens = _scim_tokens()
     try:
-        _, secret = tokens.create_token(workspace, form.name.data, actor=current_user)
-    except tokens.TokenError as exc:
+        _, secret = scim_tokens.create_token(workspace, form.name.data, actor=current_user)
+    except scim_tokens.TokenError as exc:
         db.session.rollback()
         form.name.errors.append(str(exc))
         return _no_store(render_template("provisioning/token_new.html", form=form), 422)
@@ -131,10 +122,9 @@ def revoke_token(token_id: int):
     workspace = _require_enterprise()
     if not ActionForm().validate_on_submit():
         abort_with(400, "This form has expired. Reload the page and try again.")
-    tokens = _scim_tokens()
     try:
-        tokens.revoke_token(workspace.id, token_id, actor=current_user)
-    except tokens.TokenError:
+        scim_tokens.revoke_token(workspace.id, token_id, actor=current_user)
+    except scim_tokens.TokenError:
         abort_with(404, "That token does not exist in this workspace.")
     db.session.commit()
     flash("The token is revoked; requests that use it are refused from now on.", "success")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.auth.policy import SignInMethod
+from app.domains.service import verified_domain_covering, workspace_id_for_email_domain
 from app.extensions import db
 from app.models import SsoConnection, User
 from app.models.sso import ConnectionState
@@ -12,10 +13,6 @@ from app.models.sso import ConnectionState
 
 def domain_authorized(workspace_id: int, email: str) -> bool:
     """Is the email's domain verified for this workspace? (the domains area owns the rule)"""
-    try:
-        from app.domains.service import verified_domain_covering
-    except ImportError:  # domains area not installed: nothing is authorized
-        return False
     return verified_domain_covering(workspace_id, email) is not None
 
 
@@ -36,10 +33,6 @@ def sso_policy(user: User) -> SignInMethod | None:
 def home_realm(email: str) -> str | None:
     """/login step 1: an email on a domain verified by a workspace with SSO on
     goes straight to that workspace's IdP."""
-    try:
-        from app.domains.service import workspace_id_for_email_domain
-    except ImportError:
-        return None
     workspace_id = workspace_id_for_email_domain(email)
     if workspace_id is None:
         return None
