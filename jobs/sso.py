@@ -39,6 +39,7 @@ def fetch_connection_metadata(connection_pk: int) -> str:
     try:
         xml = fetch_metadata(url, production=current_app.config["PRODUCTION"])
         config = parse_metadata(xml)
+        changes = apply_idp_config(conn, config, source="metadata", actor=None)  # may refuse the settings
     except MetadataError as exc:
         db.session.rollback()
         conn = db.session.get(SsoConnection, connection_pk)
@@ -49,7 +50,6 @@ def fetch_connection_metadata(connection_pk: int) -> str:
         record(conn.workspace_id, "sso.metadata_fetch_failed", target=conn, url=url, error=str(exc)[:300])
         db.session.commit()
         return f"failed: {exc}"
-    changes = apply_idp_config(conn, config, source="metadata", actor=None)
     conn.metadata_xml = xml.decode("utf-8", "replace")
     conn.metadata_status, conn.metadata_error, conn.metadata_fetched_at = "ok", None, utcnow()
     db.session.commit()

@@ -150,3 +150,39 @@ def test_expiring_certificate_is_flagged_on_the_page(admin_client, workspace):
     db.session.commit()
     html = admin_client.get("/settings/security").get_data(as_text=True)
     assert re.search(r"Expires in (9|10) days", html) and "expires soon" in html
+
+
+def test_metadata_the_saml_library_refuses_is_explained_and_does_not_stop_other_refreshes(
+        app, workspace, make_workspace, jobs):
+    """Metadata that parses but whose settings python3-saml refuses (here a single-label SSO
+    host) marks that connection failed with the reason; the daily refresh goes on to the
+    other workspaces' connections instead of stopping at the first one."""
+    import threading
+    from flask import Flask
+    from werkzeug.serving import make_server
+    from app.sso import connections
+    from jobs.sso import refresh_all_metadata
+    bad_idp, good_idp = TestIdp(), TestIdp()
+    bad_idp.sso_url = "https://intranet-idp/sso"
+    server_app = Flask("idp")
+    server_app.add_url_rule("/bad", "bad", lambda: bad_idp.metadata())
+    server_app.add_url_rule("/good", "good", lambda: good_idp.metadata())
+    server = make_server("127.0.0.1", 0, server_app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        connections.start_setup(workspace, "okta", actor=None)
+        bad = connections.set_metadata_url(workspace.id, base + "/bad", actor=None)
+        globex = make_workspace("Globex", admin_email="admin@globex.test")
+        connections.start_setup(globex, "okta", actor=None)
+        good = connections.set_metadata_url(globex.id, base + "/good", actor=None)
+        db.session.commit()
+        bad_id, good_id = bad.id, good.id
+        refresh_all_metadata()
+        db.session.expire_all()
+        bad, good = db.session.get(SsoConnection, bad_id), db.session.get(SsoConnection, good_id)
+        assert bad.metadata_status == "failed" and "not a valid URL" in bad.metadata_error
+        assert bad.certificates == [] and bad.sso_url is None
+        assert good.metadata_status == "ok" and len(good.certificates) == 1
+    finally:
+        server.shutdown()
