@@ -318,3 +318,13 @@ def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admi
     assert other.post("/sso/recovery", data={"email": admin.email, "password": PASSWORD,
                                              "code": new[0]}).status_code == 303
     assert "You have <strong>9</strong> unused" in page(admin_client)
+
+
+@pytest.mark.parametrize("url", [
+    "https://100.100.100.200/latest/meta-data",  # shared address space (RFC 6598): a cloud metadata service
+    "https://[2002:7f00:1::]/metadata",  # 6to4 wrapping 127.0.0.1
+])
+def test_production_metadata_fetch_refuses_other_non_public_addresses(url):
+    from app.sso.metadata import MetadataError, fetch_metadata
+    with pytest.raises(MetadataError, match="private, loopback or link-local"):
+        fetch_metadata(url, production=True)
