@@ -76,8 +76,10 @@ def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
     about_user = ScimRequestLog.user_id == user_id
     user = db.session.get(User, user_id)
     if user is not None and user.workspace_id == workspace_id:
-        # Requests that named them before they had an id here (a filter, a create) go too.
-        pattern = "%" + like_escape(user.email_normalized) + "%"
+        # Requests that named them before they had an id here (a filter, a create) go too. The address
+        # is matched whole, as the quoted string it is in a body or a filter, so the entries of
+        # ada.lee@x (or lee@x.example) stay when lee@x is purged.
+        pattern = '%"' + like_escape(user.email_normalized) + '"%'
         about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
                          func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
     ids = db.session.scalars(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id, about_user)

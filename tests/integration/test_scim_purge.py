@@ -61,3 +61,19 @@ def test_purge_removes_a_stored_user_name(scim, workspace):
     assert count(ScimUserName, user_id=int(created["id"])) == 1
     assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 1
     assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 0
+
+
+def test_log_purge_leaves_entries_naming_another_member_whose_address_contains_theirs(scim, workspace):
+    """Purging lee@acme.test must not delete the log of ada.lee@acme.test or of lee@acme.test.example."""
+    leaver = scim.post("/Users", user_body("lee@acme.test")).get_json(force=True)
+    scim.post("/Users", user_body("ada.lee@acme.test"))
+    scim.post("/Users", user_body("lee@acme.test.example"))
+    scim.get('/Users?filter=userName eq "ada.lee@acme.test"')
+    scim.get('/Users?filter=userName eq "lee@acme.test"')
+    while purge_steps()["scim_request_log"](workspace.id, int(leaver["id"]), 100):
+        pass
+    db.session.commit()
+    remaining = [f"{r.path} {r.body}" for r in db.session.scalars(select(ScimRequestLog))]
+    assert not any('"lee@acme.test"' in entry for entry in remaining)
+    assert len([e for e in remaining if "ada.lee@acme.test" in e]) == 2  # its POST and its filter
+    assert len([e for e in remaining if "lee@acme.test.example" in e]) == 1
