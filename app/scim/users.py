@@ -14,7 +14,8 @@ from sqlalchemy.orm import aliased, lazyload
 from app.audit.service import record
 from app.extensions import db
 from app.members import service as members
-from app.members.admin_rule import LastAdminError
+from app.auth.policy import can_sign_in
+from app.members.admin_rule import LastAdminError, ensure_admin_remains
 from app.models import (Group, GroupMember, ScimDetachedUser, ScimUserName, User, UserSource, UserStatus, Workspace,
                         utcnow)
 from app.scim.errors import ScimError, invalid_filter, mutability, not_found, uniqueness
@@ -316,10 +317,12 @@ _UNKNOWN = object()
 
 def _write(caller: Caller, user: User, fields: UserFields, current_user_name=_UNKNOWN) -> None:
     changed = [] if current_user_name == fields.user_name else _write_user_name(caller, user, fields.user_name)
+    admin_could_sign_in = False
     if fields.email.lower() != user.email_normalized:
         other = _find_by_email(caller.workspace_id, fields.email)
         if other is not None and other.id != user.id:
             raise uniqueness(f"Another member already has userName {fields.email}.")
+        admin_could_sign_in = user.is_admin and can_sign_in(user)
         old_email = user.email
         user.set_email(fields.email)
         changed.append("email")
@@ -337,6 +340,13 @@ def _write(caller: Caller, user: User, fields: UserFields, current_user_name=_UN
         members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
     elif fields.active is True and user.status == UserStatus.deactivated.value:
         members.reactivate(user, actor=None, actor_label=caller.label)
+    if admin_could_sign_in and user.is_admin and user.status == UserStatus.active.value and not can_sign_in(user):
+        # A new address off the authorized domains (SSO on) locks this admin out: only a
+        # deactivation by the IdP may leave the workspace without an admin who can sign in.
+        try:
+            ensure_admin_remains(caller.workspace_id, losing=user)
+        except LastAdminError as exc:
+            raise mutability(str(exc)) from None
     profile = [c for c in changed if c != "email"]
     if profile:
         record(caller.workspace_id, "scim.user_updated", actor_label=caller.label, target=user, changed=profile)

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEvent, User
+from tests.support.sso import idp  # noqa: F401  (fixture)
 from tests.integration.scim_helpers import (ROLE_EXT, SCIM, assert_scim_error, scim,  # noqa: F401
                                             user_body)
 
@@ -234,3 +235,23 @@ def test_a_user_name_that_is_not_an_email(db_backend, scim):
     assert scim.delete(f"/Users/{got['id']}").status_code == 204
     again = scim.post("/Users", user_body("ada.king@acme.test") | {"userName": "ada.k"})
     assert again.status_code == 201 and again.get_json(force=True)["id"] == got["id"]
+
+
+def test_email_change_that_locks_out_the_last_admin_is_refused(scim, admin, workspace, idp):
+    """With SSO on, moving the only admin off the authorized domains would leave nobody who can sign in."""
+    from app.auth.policy import can_sign_in
+    from tests.support.sso import setup_sso
+    setup_sso(workspace, idp)
+    assert can_sign_in(db.session.get(User, admin.id))
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "path": "userName",
+                                                  "value": "admin@elsewhere.test"}])
+    assert_scim_error(response, 400, "mutability")
+    db.session.expire_all()
+    assert db.session.get(User, admin.id).email == "admin@acme.test"
+    # A move within the authorized domains is fine.
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "path": "userName", "value": "boss@acme.test"}])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    # The IdP may still deactivate the last admin, new address and all.
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "value": {"active": False,
+                                                                            "userName": "gone@elsewhere.test"}}])
+    assert response.status_code == 200, response.get_data(as_text=True)
