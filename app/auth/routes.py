@@ -6,6 +6,7 @@ from flask_login import current_user
 
 from app.audit.service import record
 from app.auth import service, tokens
+from app.auth.policy import SignInMethod, sign_in_method
 from app.auth.forms import (AcceptInvitationForm, EmailStepForm, ForgotPasswordForm, LogoutForm, PasswordStepForm,
                             SetPasswordForm, WorkspaceChoiceForm)
 from app.auth.sessions import end_session, start_session
@@ -155,6 +156,10 @@ def accept_invitation(token: str):
     if not tokens.consume(found):
         return render_template("auth/link_invalid.html", what="invitation"), 404
     user = service.accept_invitation(found, form.name.data, form.password.data)
+    if sign_in_method(user) is not SignInMethod.password:  # SSO enforced (or blocked): no password session
+        db.session.commit()
+        flash(f"Welcome to {user.workspace.name}! Your workspace requires single sign-on: sign in with it.", "info")
+        return redirect(url_for("auth.login"), 303)
     start_session(user, method="password")
     db.session.commit()
     flash(f"Welcome to {user.workspace.name}!", "success")

@@ -328,3 +328,22 @@ def test_production_metadata_fetch_refuses_other_non_public_addresses(url):
     from app.sso.metadata import MetadataError, fetch_metadata
     with pytest.raises(MetadataError, match="private, loopback or link-local"):
         fetch_metadata(url, production=True)
+
+
+@pytest.mark.parametrize("email", ["newbie@acme.test", "contractor@elsewhere.example"])
+def test_accepting_an_invitation_under_enforcement_does_not_sign_in_with_a_password(app, sso, admin, email):  # noqa: F811
+    """With SSO on, an invited member on an authorized domain must sign in through the IdP,
+    and one outside the authorized domains is blocked: the invitation link is no way around it."""
+    from app.members.service import invite
+    from app.models import User
+    from app.auth import tokens
+    from app.models import TokenPurpose
+    user = invite(sso.workspace, email, "creator", actor=admin)
+    secret = tokens.issue(user, TokenPurpose.invitation)
+    db.session.commit()
+    client = app.test_client()
+    response = client.post(f"/invitations/{secret}", data={"name": "New", "password": "a long new passphrase 1",
+                                                            "confirm": "a long new passphrase 1"})
+    assert response.status_code == 303 and response.headers["Location"] != "/library"
+    assert signed_in_email(client) is None
+    assert db.session.scalar(select(User.status).where(User.email_normalized == email)) == "active"
