@@ -156,9 +156,12 @@ def accept_invitation(token: str):
     if not tokens.consume(found):
         return render_template("auth/link_invalid.html", what="invitation"), 404
     user = service.accept_invitation(found, form.name.data, form.password.data)
-    if sign_in_method(user) is not SignInMethod.password:  # SSO enforced (or blocked): no password session
+    method = sign_in_method(user)
+    if method is not SignInMethod.password:  # SSO enforced (or blocked): no password session
         db.session.commit()
-        flash(f"Welcome to {user.workspace.name}! Your workspace requires single sign-on: sign in with it.", "info")
+        flash(f"Welcome to {user.workspace.name}! " + (
+            "Your workspace requires single sign-on: sign in with SSO." if method is SignInMethod.sso else
+            "Your workspace doesn't allow you to sign in. Contact an admin of your workspace."), "info")
         return redirect(url_for("auth.login"), 303)
     start_session(user, method="password")
     db.session.commit()
