@@ -7,6 +7,7 @@ client's secret (CSRF-exempt) and answer OAuth JSON errors.
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -70,6 +71,8 @@ def _machine_endpoint(respond):
         response = respond()
     except OAuth2Error as error:  # e.g. insecure transport, raised before Authlib's own handling
         response = _server().handle_error_response(None, error)
+    except UnicodeDecodeError:  # Basic credentials that are not UTF-8: Authlib decodes them unguarded
+        response = _server().handle_error_response(None, InvalidClientError(status_code=401))
     if response.status_code == 200:
         db.session.commit()
     else:

@@ -7,10 +7,12 @@ from tests.integration.test_oauth import CALLBACK, authorize_url, okta  # noqa: 
 
 
 @pytest.mark.parametrize("header", ["Basic !!!", "Basic " + "QQ==", "Basic", "Bearer abc", "Basic w6k6w6k=",
-                                    "Basic " + "A" * 5000])
+                                    "Basic " + "A" * 5000, "Basic //46eA=="])  # the last: not UTF-8 once decoded
 def test_malformed_basic_auth(client, okta, header):
     response = client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x"},
                            headers={"Authorization": header})
+    assert response.status_code in (400, 401) and response.get_json()["error"] == "invalid_client"
+    response = client.post("/oauth/revoke", data={"token": "x"}, headers={"Authorization": header})
     assert response.status_code in (400, 401) and response.get_json()["error"] == "invalid_client"
 
 
