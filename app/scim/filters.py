@@ -171,9 +171,10 @@ def parse_datetime(value, name: str) -> dt.datetime:
         raise invalid_filter(f"{name} is a dateTime; compare it with a quoted xsd:dateTime.")
     try:
         when = dt.datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
+        # In UTC here: an offset that takes it past year 1 or 9999 is refused, not left to the database driver.
+        return when.astimezone(dt.timezone.utc) if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise invalid_filter(f"{value!r} is not a dateTime like 2026-11-30T12:00:00Z.") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 @dataclass

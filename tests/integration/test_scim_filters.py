@@ -91,6 +91,7 @@ def test_id_and_meta_filters(seeded):
     'title eq "x"', 'name.formatted eq "x"', 'userName eq 42', 'active eq "yes"', 'active gt true',
     'meta.lastModified gt "yesterday"', 'meta.created co "2020"', 'urn:example:x:1.0:User:role eq "a"',
     'name eq "x"', 'displayName[value eq "x"]', 'id gt "5"', '"x" eq userName', 'userName eq "x" xor active eq true',
+    'meta.created gt "9999-12-31T23:59:59-23:00"', 'meta.lastModified lt "0001-01-01T00:00:00+23:59"',  # not in UTC's range
 ])
 def test_bad_filters_are_400_invalid_filter(seeded, expression):
     assert_scim_error(seeded.get(f"/Users?filter={quote(expression)}"), 400, "invalidFilter")
