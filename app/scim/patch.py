@@ -139,6 +139,8 @@ def coerce(attr: Attr, value: Any, where: str):
     # Ids (members.value) may come as numbers; every other string must be a string.
     if isinstance(value, bool) or not isinstance(value, (str, int)) or (isinstance(value, int) and attr.name != "value"):
         raise invalid_value(f"{where} must be a string.")
+    if isinstance(value, str) and "\x00" in value:  # PostgreSQL cannot store it: bad input, not a failed write
+        raise invalid_value(f"{where} must not contain NUL characters.")
     return str(value)
 
 

@@ -255,3 +255,15 @@ def test_email_change_that_locks_out_the_last_admin_is_refused(scim, admin, work
     response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "value": {"active": False,
                                                                             "userName": "gone@elsewhere.test"}}])
     assert response.status_code == 200, response.get_data(as_text=True)
+
+
+@pytest.mark.postgres
+def test_nul_characters_are_400_not_a_503_retry(db_backend, scim):
+    """PostgreSQL cannot store NUL in text: refused as bad input, never "busy; retry" (the IdP would retry forever)."""
+    created = scim.post("/Users", user_body("nul@acme.test")).get_json(force=True)
+    for response in (scim.post("/Users", user_body("nul2@acme.test", given="a\u0000b")),
+                     scim.post("/Users", user_body("nul3@acme.test", external_id="a\u0000b")),
+                     scim.post("/Users", user_body("nul4@acme.test") | {"userName": "x\u0000y"}),
+                     scim.post("/Groups", {"displayName": "a\u0000b"}),
+                     scim.patch(f"/Users/{created['id']}", [{"op": "replace", "path": "displayName", "value": "a\u0000"}])):
+        assert_scim_error(response, 400, "invalidValue")
