@@ -258,8 +258,13 @@ def enable(workspace_id: int, *, actor: User | None, override: bool = False) -> 
     ensure_admin_remains(workspace_id, policy_check=will_sign_in_after_enabling)
     conn.state = ConnectionState.on.value
     conn.enabled_at = utcnow()
+    # Members outside the authorized domains are blocked from now on: their open
+    # sessions end too (the admin who confirmed keeps theirs, to see the recovery codes).
+    blocked = [u for u in lockout_preview(workspace_id)["blocked"] if actor is None or u.id != actor.id]
+    for user in blocked:
+        user.end_all_sessions()
     record(workspace_id, "sso.enabled", actor=actor, actor_label=None if actor else "operator (CLI)", target=conn,
-           override=override or None)
+           override=override or None, sessions_ended=len(blocked) or None)
     return conn
 
 

@@ -347,3 +347,16 @@ def test_accepting_an_invitation_under_enforcement_does_not_sign_in_with_a_passw
     assert response.status_code == 303 and response.headers["Location"] != "/library"
     assert signed_in_email(client) is None
     assert db.session.scalar(select(User.status).where(User.email_normalized == email)) == "active"
+
+
+def test_turning_sso_on_ends_the_sessions_of_members_it_blocks(app, workspace, idp, make_user):  # noqa: F811
+    inside = make_user(workspace, "ada@acme.test")
+    outside = make_user(workspace, "bob@elsewhere.example")
+    inside_client, outside_client = app.test_client(), app.test_client()
+    sign_in(inside_client, inside.email)
+    sign_in(outside_client, outside.email)
+    setup_sso(workspace, idp)  # acme.test verified, SSO turned on
+    assert outside_client.get("/library").status_code == 302  # blocked now: the open session ended
+    assert inside_client.get("/library").status_code == 200   # may keep working; next sign-in goes through SSO
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.enabled"))
+    assert event.details["sessions_ended"] == 1
