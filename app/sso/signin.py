@@ -75,12 +75,13 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
         if dry_run:
             return SignInResult(None, email, created=True)
         identity = received_identity(assertion)
-        user = User(workspace_id=conn.workspace_id, name=identity["name"] or "", role=conn.jit_role,
+        # Names come from the IdP as given: cut to the columns' sizes (PostgreSQL would refuse longer).
+        user = User(workspace_id=conn.workspace_id, name=(identity["name"] or "")[:200], role=conn.jit_role,
                     status=UserStatus.active.value, source=UserSource.sso_jit.value)
         user.set_email(email)
         first, last = (_attr(assertion.attributes, "first_name") or [None])[0], \
             (_attr(assertion.attributes, "last_name") or [None])[0]
-        user.given_name, user.family_name = first, last
+        user.given_name, user.family_name = (first or None) and first[:100], (last or None) and last[:100]
         db.session.add(user)
         try:
             db.session.flush()

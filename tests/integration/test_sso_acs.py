@@ -356,6 +356,17 @@ def test_unknown_user_refused_unless_jit_creates_them(client, sso, admin):
     assert (user.role, user.source, user.name) == ("creator", "sso_jit", "New Bie")
 
 
+@pytest.mark.postgres
+def test_jit_cuts_over_long_names_from_the_idp(client, sso, admin):
+    from app.sso import connections
+    connections.set_jit(sso.workspace.id, enabled=True, role="creator", actor=admin)
+    db.session.commit()
+    response = sso.sign_in(client, "long@acme.test", attributes={"firstName": ["F" * 400], "lastName": ["L" * 400]})
+    assert response.status_code == 303
+    user = db.session.scalar(select(User).where(User.email_normalized == "long@acme.test"))
+    assert len(user.name) == 200 and user.given_name == "F" * 100 and user.family_name == "L" * 100
+
+
 def test_connection_turned_off_refuses_start(client, sso, admin):
     from app.sso import connections
     connections.disable(sso.workspace.id, actor=admin)
