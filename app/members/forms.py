@@ -5,14 +5,15 @@ from wtforms import BooleanField, SelectField, StringField
 
 from app.auth.forms import email_field
 from app.models import Role
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Regexp
 
 ROLE_CHOICES = [(r.value, r.label) for r in Role]
 
 
 class InviteForm(FlaskForm):
     email = email_field("Email")
-    name = StringField("Name (optional)", validators=[Length(max=200)])
+    name = StringField("Name (optional)", validators=[Length(max=200),
+                                                      Regexp(r"^[^\x00]*$", message="The name has a NUL character.")])
     role = SelectField("Role", choices=ROLE_CHOICES, default="creator_lite")
 
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Regexp
 
 from app.auth.decorators import admin_required
 from app.errors import abort_with
@@ -26,7 +26,8 @@ LOG_PAGE_SIZE = 50
 
 class TokenForm(FlaskForm):
     name = StringField("Token name", validators=[DataRequired("Give the token a name, e.g. “Entra ID”."),
-                                                  Length(max=100)],
+                                                  Length(max=100),
+                                                  Regexp(r"^[^\x00]*$", message="The name has a NUL character.")],
                        description="Where it will be used, so you know which one to revoke later.")
 
 

@@ -59,6 +59,15 @@ def test_bad_filters_never_fail(admin_client, query):
     assert response.status_code == 200
 
 
+@pytest.mark.postgres
+def test_invitation_name_with_a_nul_is_422_not_500(db_backend, admin_client):
+    """PostgreSQL cannot store a NUL character: the form says so, nothing is written."""
+    response = admin_client.post("/settings/members/invite", data={"email": "new@acme.test", "name": "Ne\x00w",
+                                                                   "role": "creator"})
+    assert response.status_code == 422
+    assert count(User, User.email_normalized == "new@acme.test") == 0
+
+
 # --- SCIM-managed members --------------------------------------------------------------------
 
 def test_scim_managed_member_needs_the_override(admin_client, workspace, make_user):
