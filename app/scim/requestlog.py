@@ -46,10 +46,11 @@ def _mask(value, depth: int = 0):
 def add_entry(workspace_id: int, method: str, path: str, status: int, duration_ms: int, body: bytes | None,
               user_id: int | None, client: str | None) -> None:
     # A Core insert built once: no unit-of-work bookkeeping for a row nobody reads back here.
+    # NULs dropped: PostgreSQL cannot store them, and the entry is committed with the request's change.
     db.session.execute(_INSERT, {
-        "workspace_id": workspace_id, "method": method[:10], "path": path[:500], "status": status,
+        "workspace_id": workspace_id, "method": method[:10], "path": path.replace("\x00", "")[:500], "status": status,
         "duration_ms": duration_ms, "body": mask_body(body), "user_id": user_id,
-        "client": (client or "")[:100] or None, "created_at": utcnow()})
+        "client": (client or "").replace("\x00", "")[:100] or None, "created_at": utcnow()})
 
 
 def recent(workspace_id: int, limit: int = 100) -> list[ScimRequestLog]:

@@ -300,3 +300,11 @@ def test_prune_job_runs_on_a_real_worker(scim, jobs):
     assert job.get_status(refresh=True) == "finished" and job.return_value() == 1
     db.session.expire_all()
     assert db.session.scalar(select(db.func.count()).select_from(ScimRequestLog)) == 1
+
+
+@pytest.mark.postgres
+def test_a_nul_in_the_logged_request_does_not_undo_the_write(db_backend, scim):
+    """The log entry is committed with the change: a NUL PostgreSQL cannot store must not turn it into a 503."""
+    response = scim.post("/Users", user_body("agent@acme.test"), headers={"User-Agent": "Okta\x00SCIM"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    assert db.session.scalar(select(ScimRequestLog.client).where(ScimRequestLog.method == "POST")) == "OktaSCIM"
