@@ -20,6 +20,6 @@ def browser_id() -> tuple[str | None, bool]:
 def with_browser_cookie(response, browser_id: str | None, is_new: bool):
     if browser_id and is_new:
         # SameSite=None so it is sent on the IdP's cross-site POST; Secure is required for that.
-        response.set_cookie(saml.BROWSER_COOKIE, browser_id, max_age=30 * 86400, path="/sso/saml/",
+        response.set_cookie(saml.BROWSER_COOKIE, browser_id, max_age=30 * 86400, path="/",
                             secure=True, httponly=True, samesite="None")
     return response

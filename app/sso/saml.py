@@ -58,7 +58,9 @@ MAX_RESPONSE_CHARS = 256 * 1024  # base64 of a response; real ones are a few KB
 # SameSite=None only with Secure, so the binding applies on https (production).
 # On plain-http development origins no cookie could ride the POST, so
 # requests made there carry no binding and are checked by RelayState alone.
-BROWSER_COOKIE = "gatehouse_saml_browser"
+# The __Host- prefix makes browsers refuse it from a sibling subdomain (which
+# could otherwise plant its own id): Secure, Path=/ and no Domain are required.
+BROWSER_COOKIE = "__Host-gatehouse_saml_browser"
 
 
 # --- URLs and settings ------------------------------------------------------------------------

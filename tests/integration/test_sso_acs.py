@@ -118,7 +118,7 @@ def test_login_csrf_response_posted_into_another_browser(app, idp, workspace, ma
     make_user(workspace, "ada@acme.test")
     attacker, victim = app.test_client(), app.test_client()
     started = sso.start(attacker, base_url="https://localhost")
-    cookie = attacker.get_cookie("gatehouse_saml_browser", path="/sso/saml/")
+    cookie = attacker.get_cookie("__Host-gatehouse_saml_browser", path="/")
     assert cookie is not None and cookie.secure and cookie.same_site == "None" and cookie.http_only
     attack = sso.response(started.request_id, "ada@acme.test")
     response = sso.post(victim, attack, started.relay_state, base_url="https://localhost")
