@@ -159,7 +159,13 @@ def run_jobs(app: Flask, queues=("default", "mail"), with_scheduler: bool = Fals
 
 @pytest.fixture
 def jobs(app):
-    return lambda **kw: run_jobs(app, **kw)
+    """Run the queued jobs. The test's session is committed before (so the worker sees its
+    writes) and after (so the test sees the worker's, not a snapshot from before)."""
+    def run(**kw):
+        db.session.commit()
+        run_jobs(app, **kw)
+        db.session.commit()
+    return run
 
 
 # --- data helpers -----------------------------------------------------------------------------
@@ -215,6 +221,16 @@ def sign_in(client, email, password=PASSWORD, workspace_id=None):
         response = client.post("/login/workspace", data={"workspace": workspace_id})
     assert response.status_code == 303, response.get_data(as_text=True)[:800]
     return response
+
+
+def sign_in_with_csrf(client, email, password=PASSWORD):
+    """The same walk for an app with CSRF on (`@pytest.mark.csrf`): each form's token is posted back."""
+    token = csrf_token_from(client.get("/login").get_data(as_text=True))
+    step = client.post("/login", data={"email": email, "csrf_token": token})
+    token = csrf_token_from(step.get_data(as_text=True))
+    assert client.post("/login/password", data={"email": email, "password": password,
+                                                "csrf_token": token}).status_code == 303
+    return client
 
 
 @pytest.fixture

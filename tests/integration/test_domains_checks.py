@@ -12,16 +12,6 @@ from jobs.domains import sweep_domains
 FRAGMENT = {"HX-Request": "true"}
 
 
-@pytest.fixture
-def jobs(jobs):
-    """Run the queued jobs, then let the test's session (which requests share) see their commits."""
-    def run(**kw):
-        db.session.commit()
-        jobs(**kw)
-        db.session.commit()
-    return run
-
-
 def add(client, name="acme.test", **data):
     response = client.post("/settings/domains", data={"name": name, "method": "dns", "inbox": "admin", **data})
     assert response.status_code == 303, response.get_data(as_text=True)

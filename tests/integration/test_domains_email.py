@@ -8,18 +8,9 @@ from sqlalchemy import select, update
 
 from app.extensions import db
 from app.models import AuditEvent, Domain, OutboundEmail, utcnow
-from tests.conftest import csrf_token_from
+from tests.conftest import csrf_token_from, sign_in_with_csrf
 
 FRAGMENT = {"HX-Request": "true"}
-
-
-@pytest.fixture
-def jobs(jobs):
-    def run(**kw):
-        db.session.commit()
-        jobs(**kw)
-        db.session.commit()
-    return run
 
 
 def add_by_email(client, name="acme.test", inbox="hostmaster"):
@@ -174,16 +165,6 @@ def test_switching_to_email_and_back(mail_app, smtp, admin_client, jobs, workspa
     assert db.session.get(Domain, domain.id).email_token_hash is None  # the emailed link is void
     actions = db.session.scalars(select(AuditEvent.action).where(AuditEvent.action == "domain.method_changed")).all()
     assert len(actions) == 2
-
-
-def sign_in_with_csrf(client, email):
-    from tests.conftest import PASSWORD
-    token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    step = client.post("/login", data={"email": email, "csrf_token": token})
-    token = csrf_token_from(step.get_data(as_text=True))
-    assert client.post("/login/password", data={"email": email, "password": PASSWORD,
-                                                "csrf_token": token}).status_code == 303
-    return client
 
 
 @pytest.mark.csrf

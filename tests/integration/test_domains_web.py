@@ -7,7 +7,7 @@ from sqlalchemy import select, update
 from app.domains.service import add_domain
 from app.extensions import db
 from app.models import AuditEvent, Domain, OutboundEmail, utcnow
-from tests.conftest import PASSWORD, csrf_token_from, sign_in
+from tests.conftest import csrf_token_from, sign_in, sign_in_with_csrf
 
 FRAGMENT = {"HX-Request": "true"}
 
@@ -202,15 +202,6 @@ def test_non_enterprise_workspaces_see_it_locked(client, make_workspace):
 
 # --- CSRF on every action -----------------------------------------------------------------------
 
-def signed_in_with_csrf(client, email):
-    token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    step = client.post("/login", data={"email": email, "csrf_token": token})
-    token = csrf_token_from(step.get_data(as_text=True))
-    assert client.post("/login/password", data={"email": email, "password": PASSWORD,
-                                                "csrf_token": token}).status_code == 303
-    return client
-
-
 @pytest.mark.csrf
 @pytest.mark.parametrize("action, data", [
     ("add", {"name": "new.test", "method": "dns", "inbox": "admin"}),
@@ -223,7 +214,7 @@ def test_every_action_needs_the_csrf_token(client, admin, workspace, action, dat
     dns_domain.status = "expired"
     db.session.execute(update(OutboundEmail).values(created_at=utcnow() - dt.timedelta(minutes=5)))  # resend allowed
     db.session.commit()
-    signed_in_with_csrf(client, admin.email)
+    sign_in_with_csrf(client, admin.email)
     target = email_domain if action == "resend" else dns_domain
     url = "/settings/domains" if action == "add" else f"/settings/domains/{target.id}/{action}"
     before = [(d.name, d.status, d.method, d.check_requested_at, d.email_token_hash) for d in domains()]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import OAuthToken, User
-from tests.conftest import PASSWORD, csrf_token_from, sign_in
+from tests.conftest import csrf_token_from, sign_in, sign_in_with_csrf
 from tests.support.sso import idp, sso  # noqa: F401  (fixtures)
 
 CALLBACK = "https://system-admin.okta.com/admin/app/cpc/gatehouse/oauth/callback"
@@ -287,14 +287,6 @@ def test_admin_of_a_non_enterprise_workspace_cannot_approve(client, okta, make_w
     page = client.get(authorize_url(okta))
     assert page.status_code == 403
     assert "Enterprise plan" in page.get_data(as_text=True)
-
-
-def sign_in_with_csrf(client, email, password=PASSWORD):
-    token = csrf_token_from(client.get("/login").get_data(as_text=True))
-    step = client.post("/login", data={"email": email, "csrf_token": token})
-    token = csrf_token_from(step.get_data(as_text=True))
-    assert client.post("/login/password", data={"email": email, "password": password,
-                                                "csrf_token": token}).status_code == 303
 
 
 @pytest.mark.csrf
