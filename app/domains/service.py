@@ -10,7 +10,6 @@ import hmac
 import secrets
 from collections.abc import Iterable
 
-from flask import current_app
 from sqlalchemy import select
 
 from app import mail
@@ -22,6 +21,7 @@ from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in
 from app.models import Domain, DomainMethod, DomainStatus, OutboundEmail, User, UserStatus, Workspace, utcnow
 from app.security import hash_secret, new_secret
+from app.urls import external_url
 
 INBOXES = ("admin", "administrator", "hostmaster", "postmaster", "webmaster")
 LINK_LIFETIME = dt.timedelta(days=7)
@@ -254,9 +254,7 @@ def _send_verification_email(domain: Domain, workspace: Workspace, actor: User |
     domain.email_token_hash = hash_secret(secret)
     domain.email_token_expires_at = utcnow() + LINK_LIFETIME
     domain.email_token_used_at = None
-    # Built without a request, so the CLI can send it too.
-    link = current_app.config["BASE_URL"] + current_app.url_map.bind("localhost").build(
-        "domains.verify_link", {"token": secret})
+    link = external_url("domains.verify_link", token=secret)  # no request needed: the CLI sends it too
     mail.send(domain.inbox_address, f"Verify {domain.display_name} for {workspace.name} on Gatehouse",
               "domain_verification", workspace_id=workspace.id, topic=_topic(domain), domain=domain,
               workspace=workspace, requester=actor, link=link, expires_at=domain.email_token_expires_at)
