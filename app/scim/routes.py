@@ -270,26 +270,25 @@ def get_user(user_id: str):
     return single(resource)
 
 
-@bp.put("/Users/<user_id>")
-def replace_user(user_id: str):
+def _change_user(user_id: str, change):
+    """PUT and PATCH: load, parse, check If-Match, apply `change`, render before the commit."""
     found = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = found.user.id
     body = json_body()
     check_if_match(version(found.user.updated_at, found.user.id))
-    resource = _user_json(user_service.replace_user(g.scim_caller, found, body))
+    resource = _user_json(change(g.scim_caller, found, body))
     commit(200)
     return single(resource)
+
+
+@bp.put("/Users/<user_id>")
+def replace_user(user_id: str):
+    return _change_user(user_id, user_service.replace_user)
 
 
 @bp.patch("/Users/<user_id>")
 def patch_user(user_id: str):
-    found = user_service.get_user_and_groups(g.scim_caller, user_id)
-    g.scim_user_id = found.user.id
-    body = json_body()
-    check_if_match(version(found.user.updated_at, found.user.id))
-    resource = _user_json(user_service.patch_user(g.scim_caller, found, body))
-    commit(200)
-    return single(resource)
+    return _change_user(user_id, user_service.patch_user)
 
 
 @bp.delete("/Users/<user_id>")
@@ -359,26 +358,25 @@ def get_group(group_id: str):
     return single(_group_json(group, _wants_members()))
 
 
-@bp.put("/Groups/<group_id>")
-def replace_group(group_id: str):
+def _change_group(group_id: str, change):
+    """PUT and PATCH: load, parse, check If-Match, apply `change`, render before the commit."""
     group = group_service.get_group(g.scim_caller, group_id)
     body = json_body()
     check_if_match(version(group.updated_at, group.id))
-    group_service.replace_group(g.scim_caller, group, body)
+    change(g.scim_caller, group, body)
     resource = _group_json(group, _wants_members())
     commit(200)
     return single(resource)
+
+
+@bp.put("/Groups/<group_id>")
+def replace_group(group_id: str):
+    return _change_group(group_id, group_service.replace_group)
 
 
 @bp.patch("/Groups/<group_id>")
 def patch_group(group_id: str):
-    group = group_service.get_group(g.scim_caller, group_id)
-    body = json_body()
-    check_if_match(version(group.updated_at, group.id))
-    group_service.patch_group(g.scim_caller, group, body)
-    resource = _group_json(group, _wants_members())
-    commit(200)
-    return single(resource)
+    return _change_group(group_id, group_service.patch_group)
 
 
 @bp.delete("/Groups/<group_id>")
