@@ -260,7 +260,8 @@ def enable(workspace_id: int, *, actor: User | None, override: bool = False) -> 
     conn.enabled_at = utcnow()
     # Members outside the authorized domains are blocked from now on: their open
     # sessions end too (the admin who confirmed keeps theirs, to see the recovery codes).
-    blocked = [u for u in lockout_preview(workspace_id)["blocked"] if actor is None or u.id != actor.id]
+    from app.domains.service import members_outside_authorized_domains
+    blocked = [u for u in members_outside_authorized_domains(workspace_id) if actor is None or u.id != actor.id]
     for user in blocked:
         user.end_all_sessions()
     record(workspace_id, "sso.enabled", actor=actor, actor_label=None if actor else "operator (CLI)", target=conn,
