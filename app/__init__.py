@@ -17,7 +17,8 @@ def create_app(config: dict | None = None) -> Flask:
         app.config.update(config)
     _configure_logging()
 
-    from app import extensions
+    from app import database, errors, extensions, web
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     extensions.db.init_app(app)
     from app.models.base import render_migration_item
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(app.root_path).parent / "migrations"),
@@ -27,7 +28,6 @@ def create_app(config: dict | None = None) -> Flask:
     extensions.limiter.init_app(app)
     extensions.rq.init_app(app)
 
-    from app import database, errors, web
     database.init_app(app)
     errors.init_app(app)
     web.init_app(app)

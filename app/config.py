@@ -48,7 +48,6 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict:
         "PRODUCTION": production,
         "SECRET_KEY": secret_key,
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or f"unix://{instance / 'valkey.sock'}",
         "REDIS_EMBEDDED": not env.get("REDIS_URL"),
         "SMTP_URL": env.get("SMTP_URL") or None,

@@ -6,6 +6,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 
+def engine_options(database_url: str) -> dict:
+    """A server connection can go stale (restarts, idle timeouts), so the pool
+    pings it on checkout; a SQLite file can't, and the ping would be pure cost."""
+    return {} if database_url.startswith("sqlite") else {"pool_pre_ping": True}
+
+
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -13,10 +13,17 @@ import time
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import bindparam, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db, login_manager
 from app.models import User, utcnow
 from app.security import new_secret
+
+
+_users = User.__table__
+_RECORD_SIGN_IN = (update(_users).where(_users.c.id == bindparam("user_pk"))
+                   .values(last_login_at=bindparam("signed_in_at"), updated_at=_users.c.updated_at))
 
 
 def start_session(user: User, *, method: str, remember: bool = False, not_after: dt.datetime | None = None) -> None:
@@ -32,7 +39,12 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
         session["not_after"] = int(not_after.timestamp())
     if next_url:
         session["next"] = next_url
-    user.last_login_at = utcnow()
+    # The last sign-in is not part of the member's provisioned resource, so it is
+    # written without bumping `updated_at` (the SCIM ETag and meta.lastModified):
+    # an IdP holding an ETag must not get 412 because the member signed in.
+    signed_in_at = utcnow()
+    db.session.execute(_RECORD_SIGN_IN, {"user_pk": user.id, "signed_in_at": signed_in_at})
+    set_committed_value(user, "last_login_at", signed_in_at)
 
 
 def end_session() -> None:

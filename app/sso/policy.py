@@ -2,10 +2,11 @@
 /login sends an email (home realm discovery). Registered with app.auth."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.auth.policy import SignInMethod
-from app.domains.service import verified_domain_covering, workspace_id_for_email_domain
+from app.domains.service import (EMAIL_AUTHORIZED, email_domains_of, verified_domain_covering,
+                                 workspace_id_for_email_domain)
 from app.extensions import db
 from app.models import SsoConnection, User
 from app.models.sso import ConnectionState
@@ -14,6 +15,17 @@ from app.models.sso import ConnectionState
 def domain_authorized(workspace_id: int, email: str) -> bool:
     """Is the email's domain verified for this workspace? (the domains area owns the rule)"""
     return verified_domain_covering(workspace_id, email) is not None
+
+
+_AUTHORIZED_MEMBER = select(User).where(User.workspace_id == bindparam("workspace_id"),
+                                        User.email_normalized == bindparam("email"), EMAIL_AUTHORIZED)
+
+
+def authorized_member(workspace_id: int, email: str) -> User | None:
+    """The member with this email, only if their domain is authorized: one query
+    for the common case of an SSO sign-in (None says neither which part failed)."""
+    return db.session.scalar(_AUTHORIZED_MEMBER, {"workspace_id": workspace_id, "email": User.normalize_email(email),
+                                                  "email_domains": email_domains_of(email)})
 
 
 def enforced_connection(workspace_id: int) -> SsoConnection | None:

@@ -36,7 +36,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError as ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -104,9 +104,6 @@ def settings_dict(conn: SsoConnection) -> dict:
             "wantAttributeStatement": False,    # NameID-only responses are fine: the NameID is the email
             "wantNameId": True,
             "requestedAuthnContext": False,     # let the IdP decide how (MFA, passwordless ...)
-            # Schema validation is done by `_validate_schema` with the library's own XSD,
-            # compiled once per thread (the library re-reads and compiles it on every response).
-            "wantXMLValidation": False,
             "authnRequestsSigned": False,
         },
     }
@@ -213,14 +210,20 @@ def _parse(saml_response: str | None) -> OneLogin_Saml2_Response:
         raise SamlError(E.malformed, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
+# The statements every sign-in runs are built once: building a statement and its
+# cache key costs about as much Python as running it (bench/acs.py).
+_REQUEST_AND_CONNECTION = (select(SamlRequest, SsoConnection)
+                           .join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
+                           .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))
+_CONSUME_REQUEST = delete(SamlRequest).where(SamlRequest.id == bindparam("request_pk"))
+_REMEMBER_ASSERTION = insert(SamlReplay.__table__)
+
+
 def _redeem_relay_state(relay_state: str | None) -> tuple[SamlRequest | None, SsoConnection | None]:
     """The stored request and its connection, in one query."""
     if not relay_state or len(relay_state) > 200:
         return None, None
-    row = db.session.execute(
-        select(SamlRequest, SsoConnection).join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
-        .where(SamlRequest.relay_state_hash == hash_secret(relay_state))
-    ).first()
+    row = db.session.execute(_REQUEST_AND_CONNECTION, {"relay_state_hash": hash_secret(relay_state)}).first()
     return (row[0], row[1]) if row else (None, None)
 
 
@@ -276,9 +279,11 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         except Exception as exc:  # noqa: BLE001
             raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         _remember_assertion(conn, assertion_id, summary)
-        consumed = db.session.execute(delete(SamlRequest).where(SamlRequest.id == req.id)).rowcount
+        consumed = db.session.execute(_CONSUME_REQUEST, {"request_pk": req.id},
+                                      execution_options={"synchronize_session": False}).rowcount
         if consumed != 1:  # a concurrent POST consumed it first
             raise SamlError(E.request_unknown, "the request was consumed concurrently")
+        db.session.expunge(req)  # gone from the database; its loaded values still serve the caller (next URL, test)
     except SamlError as err:
         err.connection, err.request = conn, req
         raise
@@ -296,12 +301,11 @@ def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -
                           checks.parse_time(summary["scd_not_on_or_after"])) if t]
     expires = (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
     issuer = (summary["issuer"] or conn.idp_entity_id or "")[:1024]
-    # The unique index decides, at this flush: no look-up first that a concurrent
+    # The unique index decides, at this insert: no look-up first that a concurrent
     # post could slip past (on PostgreSQL the second waits for the first to commit).
-    db.session.add(SamlReplay(workspace_id=conn.workspace_id, issuer=issuer, assertion_id=assertion_id[:256],
-                              expires_at=expires))
     try:
-        db.session.flush()
+        db.session.execute(_REMEMBER_ASSERTION, {"workspace_id": conn.workspace_id, "issuer": issuer,
+                                                 "assertion_id": assertion_id[:256], "expires_at": expires})
     except IntegrityError as exc:
         db.session.rollback()
         raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
@@ -317,5 +321,7 @@ def purge_expired() -> int:
 
 def configure_library(app) -> None:
     """python3-saml's clock drift is a class constant (process-wide): set it once
-    from config; our own window check uses the same value and explains failures."""
+    from config; our own window check uses the same value and explains failures.
+    Its schema check (always on in strict mode) gets the compiled-once XSDs."""
+    checks.install_schema_cache()
     OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT = int(app.config.get("SAML_CLOCK_SKEW_SECONDS", 120))

@@ -13,7 +13,7 @@ from app.extensions import db
 from app.scoping import scoped
 from app.models import SamlLoginLog, SsoConnection, User, UserSource, UserStatus
 from app.sso.errors import SamlError, SamlErrorCode as E
-from app.sso.policy import domain_authorized
+from app.sso.policy import authorized_member, domain_authorized
 from app.sso.saml import EMAIL_LIKE_FORMATS, Assertion
 
 TRACE_LIMIT = 2000
@@ -64,11 +64,10 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
         raise SamlError(E.nameid_not_email, f"NameID {assertion.nameid[:100]!r} is not an email",
                         {"expected": "an email address", "received": assertion.nameid[:254]},
                         email=assertion.nameid[:254]) from exc
-    if not domain_authorized(conn.workspace_id, email):
+    user = authorized_member(conn.workspace_id, email)
+    if user is None and not domain_authorized(conn.workspace_id, email):
         raise SamlError(E.domain_not_authorized, f"{email.rpartition('@')[2]} is not verified for the workspace",
                         {"received": email.rpartition("@")[2]}, email=email)
-    user = db.session.scalar(scoped(User, conn.workspace_id)
-                             .where(User.email_normalized == User.normalize_email(email)))
     if user is None:
         if not conn.jit_enabled:
             raise SamlError(E.user_unknown, f"no member {email} and JIT creation is off", email=email)

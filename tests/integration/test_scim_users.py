@@ -160,6 +160,22 @@ def test_if_match_mismatch_is_412(scim):
     assert response.headers["ETag"] != created["meta"]["version"]
 
 
+def test_signing_in_leaves_the_etag_and_last_modified_alone(app, scim, workspace, make_user):
+    """The last sign-in is not part of the SCIM resource: an IdP holding the ETag keeps using it."""
+    from tests.conftest import sign_in
+    user = make_user(workspace, "member@acme.test")
+    before = scim.get(f"/Users/{user.id}")
+    sign_in(app.test_client(), "member@acme.test")
+    db.session.expire_all()
+    assert db.session.get(User, user.id).last_login_at is not None
+    after = scim.get(f"/Users/{user.id}")
+    assert after.headers["ETag"] == before.headers["ETag"]
+    assert after.get_json(force=True)["meta"]["lastModified"] == before.get_json(force=True)["meta"]["lastModified"]
+    response = scim.patch(f"/Users/{user.id}", [{"op": "replace", "path": "displayName", "value": "M"}],
+                          headers={"If-Match": before.headers["ETag"]})
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
 def test_request_log_masks_secrets(scim, workspace):
     from app.models import ScimRequestLog
     scim.post("/Users", user_body("logged@acme.test") | {"password": "s3cret-pass"})

@@ -9,7 +9,7 @@ from html import unescape
 
 import pytest
 from lxml import etree
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from app.extensions import db
 from app.models import AuditEvent, SamlLoginLog, SamlRequest, User
@@ -425,26 +425,27 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
 
 
 @pytest.mark.postgres
-def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user, monkeypatch):
+def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user):
     """The other request commits the same assertion between our validation and our insert."""
     from app.models import SamlReplay
-    from app.sso import saml
     make_user(sso.workspace, "ada@acme.test")
     client = app.test_client()
     started = sso.start(client)
     root = sso.response(started.request_id, "ada@acme.test")
+    winner = []
 
-    class WinnerCommitsFirst:  # SamlReplay, except that building a row lets the other request commit first
-        def __getattr__(self, name):
-            return getattr(SamlReplay, name)
-
-        def __call__(self, **row):  # between our look-up and our insert
+    def other_request_commits_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO SAML_REPLAY") and not winner:
+            winner.append(dict(context.compiled_parameters[0]))  # our row, committed by the other request
             with db.engine.begin() as other:
-                other.execute(SamlReplay.__table__.insert().values(**row))
-            return SamlReplay(**row)
+                other.execute(SamlReplay.__table__.insert().values(**winner[0]))
 
-    monkeypatch.setattr(saml, "SamlReplay", WinnerCommitsFirst())
-    html = refusal(sso.post(client, root, started.relay_state))
+    event.listen(db.engine, "before_cursor_execute", other_request_commits_first)
+    try:
+        html = refusal(sso.post(client, root, started.relay_state))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", other_request_commits_first)
+    assert winner, "the sign-in never reached its replay-cache insert"
     assert "already used" in html and signed_in_email(client) is None
     assert last_log(sso.workspace.id).error_code == "replay"
 
