@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, exists, select
 
 from app import mail
 from app.audit.service import record
+from app.auth.policy import SignInMethod, sign_in_method
 from app.domains import verification
 from app.domains.names import (InvalidDomain, email_domain, normalize_domain, parents_and_self, refuse_public,
                                registrable_domain, to_unicode)
@@ -250,15 +251,30 @@ def request_check(domain: Domain) -> None:
 
 def remove_domain(domain: Domain, *, actor: User) -> None:
     """Remove the domain. SSO enforcement stops applying to it, so members on it
-    may be blocked; refused if no admin could sign in afterwards."""
+    may be blocked (their open sessions end); refused if no admin could sign in afterwards."""
     workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
     admins_could_sign_in = status == DomainStatus.verified.value and bool(admins_who_can_sign_in(workspace_id))
+    covered_only = members_covered_only_by(domain)
     record(workspace_id, "domain.removed", actor=actor, target=domain, status=status)
     db.session.delete(domain)
     db.session.flush()  # the sign-in policy reads verified domains from the database
     if admins_could_sign_in and not admins_who_can_sign_in(workspace_id):
         raise DomainError(f"{name} cannot be removed: with SSO enforced, no admin could sign in afterwards. "
                           "Give an admin a way to sign in that does not depend on this domain first.")
+    end_sessions_of_newly_blocked(covered_only, workspace_id, keep=actor, reason=f"{name} removed")
+
+
+def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, reason: str,
+                                  keep: User | None = None) -> int:
+    """After a domain stopped counting: members it alone covered are blocked if SSO is on,
+    and their open sessions end too, as when SSO is turned on (the admin who made the
+    change keeps theirs, to see the result). Call after the change is flushed."""
+    blocked = [u for u in members if u.status == UserStatus.active.value and u != keep
+               and sign_in_method(u) is SignInMethod.blocked]
+    for user in blocked:
+        user.end_all_sessions()
+        record(workspace_id, "member.sessions_ended", actor_label="sign-in policy", target=user, reason=reason)
+    return len(blocked)
 
 
 # --- the emailed link -------------------------------------------------------------------------

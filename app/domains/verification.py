@@ -146,8 +146,10 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     """Past the grace period: failed, audited, admins told; unless that would leave
     the workspace without an admin who can sign in (SSO enforcement on a domain
     that no longer counts), in which case the domain is held and admins warned."""
+    from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by
     from app.members.service import notify_admins
     admins_could_sign_in = bool(admins_who_can_sign_in(domain.workspace_id))
+    covered_only = members_covered_only_by(domain)
     domain.status = DomainStatus.failed.value
     db.session.flush()  # the sign-in policy reads verified domains from the database
     if admins_could_sign_in and not admins_who_can_sign_in(domain.workspace_id):
@@ -166,6 +168,7 @@ def fail(domain: Domain, now: dt.datetime) -> None:
            missing_since=domain.record_missing_since.isoformat())
     notify_admins(domain.workspace_id, f"{domain.display_name} is no longer verified", "domain_failed",
                   domain=domain, detail=domain.last_detail)
+    end_sessions_of_newly_blocked(covered_only, domain.workspace_id, reason=f"{domain.display_name} failed")
 
 
 # --- what the sweep picks up ------------------------------------------------------------------

@@ -95,6 +95,7 @@ def test_remove_confirm_says_what_happens_to_sso(admin_client, workspace, make_u
     db.session.commit()
     page = admin_client.get(f"/settings/domains/{domain.id}/remove").get_data(as_text=True)
     assert "no longer be authorized" in page and "blocked from signing in" in page
+    assert "signed out of the sessions they have open" in page
     assert "Grace Hopper" in page and "2 members would be affected" in page
     response = admin_client.post(f"/settings/domains/{domain.id}/remove")
     assert response.status_code == 303

@@ -360,3 +360,59 @@ def test_turning_sso_on_ends_the_sessions_of_members_it_blocks(app, workspace, i
     assert inside_client.get("/library").status_code == 200   # may keep working; next sign-in goes through SSO
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.enabled"))
     assert event.details["sessions_ended"] == 1
+
+
+def _labs_member_signed_in(app, workspace, make_user):
+    """acme-labs.test verified too, and its member signed in with a password before SSO was on."""
+    from app.domains.service import add_domain
+    labs = add_domain(workspace, "acme-labs.test", verified=True)
+    db.session.commit()
+    carol = make_user(workspace, "carol@acme-labs.test")
+    carol_client = app.test_client()
+    sign_in(carol_client, carol.email)
+    return labs, carol, carol_client
+
+
+def test_removing_a_domain_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, admin, idp,  # noqa: F811
+                                                                            make_user):
+    from app.domains.service import remove_domain
+    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
+    admin_client = app.test_client()
+    sign_in(admin_client, admin.email)
+    setup_sso(workspace, idp)
+    assert carol_client.get("/library").status_code == 200  # covered by acme-labs.test: not blocked yet
+
+    remove_domain(labs, actor=admin)
+    db.session.commit()
+    assert carol_client.get("/library").status_code == 302  # blocked now: the open session ended
+    assert admin_client.get("/library").status_code == 200
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.sessions_ended"))
+    assert event.target_label == "carol@acme-labs.test" and event.details["reason"] == "acme-labs.test removed"
+
+
+def test_a_domain_failing_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, idp, make_user):  # noqa: F811
+    from app.domains import verification
+    from app.models import utcnow
+    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
+    inside = make_user(workspace, "ada@acme.test")
+    inside_client = app.test_client()
+    sign_in(inside_client, inside.email)
+    setup_sso(workspace, idp)
+
+    labs.record_missing_since = utcnow() - verification.GRACE
+    verification.fail(labs, utcnow())  # what the DNS sweep does once the grace period is over
+    db.session.commit()
+    assert labs.status == "failed"
+    assert carol_client.get("/library").status_code == 302
+    assert inside_client.get("/library").status_code == 200  # acme.test still covers them
+    assert db.session.scalar(select(AuditEvent.target_label).where(
+        AuditEvent.action == "member.sessions_ended")) == "carol@acme-labs.test"
+
+
+def test_removing_a_domain_without_sso_ends_no_session(app, workspace, admin, make_user):
+    from app.domains.service import remove_domain
+    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
+    remove_domain(labs, actor=admin)
+    db.session.commit()
+    assert carol_client.get("/library").status_code == 200  # passwords still work without SSO
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.sessions_ended")) is None
