@@ -2,7 +2,7 @@
 
 Layers: schema.py / filters.py / patch.py / resources.py speak the protocol;
 users.py / groups.py / tokens.py / requestlog.py hold the rules and storage;
-routes.py is the thin Flask adapter; auth.py says who is calling.
+web.py and routes.py are the thin Flask adapter; auth.py says who is calling.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from flask import Flask
 def register(app: Flask) -> None:
     from app.errors import api_error_renderers
     from app.members.purge import register_purge_step
-    from app.scim import cli, purge, routes
+    from app.scim import cli, purge, web
+    from app.scim import routes  # noqa: F401 - its endpoints register themselves on web.bp
 
-    app.register_blueprint(routes.bp)
-    api_error_renderers["/scim/v2"] = routes.render_error
+    app.register_blueprint(web.bp)
+    api_error_renderers["/scim/v2"] = web.render_error
     app.cli.add_command(cli.scim_token_cli)
     register_purge_step("scim_request_log", purge.request_log_entries)
     register_purge_step("scim_group_memberships", purge.group_memberships)
