@@ -34,8 +34,7 @@ from onelogin.saml2.settings import OneLogin_Saml2_Settings  # noqa: E402
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML  # noqa: E402
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
-# python3-saml's schema check as installed, kept before create_app swaps in the cached one.
-SHIPPED_VALIDATE_XML = OneLogin_Saml2_XML.__dict__["validate_xml"]
+from app.sso.checks import SHIPPED_VALIDATE_XML  # noqa: E402 - python3-saml's own, before the app swaps it
 
 from tests.support.saml_idp import TestIdp, encode, read_authn_request  # noqa: E402
 
@@ -108,7 +107,7 @@ def run(app, cid: str, prepared) -> dict[str, list[float]]:
         assert auth.is_authenticated(), auth.get_last_error_reason()
 
     for (request_id, relay_state, posted), data in zip(prepared, requests):
-        OneLogin_Saml2_XML.validate_xml = SHIPPED_VALIDATE_XML
+        OneLogin_Saml2_XML.validate_xml = staticmethod(SHIPPED_VALIDATE_XML)
         try:
             bare("bare, as installed", request_id, data)
         finally:

@@ -58,6 +58,9 @@ def _library_validate_xml(xml, schema: str, debug: bool = False):
     return xml if compiled_schema(schema).validate(xml) else "invalid_xml"
 
 
+SHIPPED_VALIDATE_XML = OneLogin_Saml2_XML.__dict__["validate_xml"].__func__  # kept for tests and bench/acs.py
+
+
 def install_schema_cache() -> None:
     """Process-wide, once at start-up (python3-saml calls the static method by class name)."""
     OneLogin_Saml2_XML.validate_xml = staticmethod(_library_validate_xml)
