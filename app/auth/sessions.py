@@ -43,6 +43,8 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
     # written without bumping `updated_at` (the SCIM ETag and meta.lastModified):
     # an IdP holding an ETag must not get 412 because the member signed in.
     signed_in_at = utcnow()
+    if user.id is None:  # a member created in this request (the Core UPDATE below does not autoflush)
+        db.session.flush()
     db.session.execute(_RECORD_SIGN_IN, {"user_pk": user.id, "signed_in_at": signed_in_at})
     set_committed_value(user, "last_login_at", signed_in_at)
 

@@ -261,20 +261,23 @@ def remove_domain(domain: Domain, *, actor: User) -> None:
     if admins_could_sign_in and not admins_who_can_sign_in(workspace_id):
         raise DomainError(f"{name} cannot be removed: with SSO enforced, no admin could sign in afterwards. "
                           "Give an admin a way to sign in that does not depend on this domain first.")
-    end_sessions_of_newly_blocked(covered_only, workspace_id, keep=actor, reason=f"{name} removed")
+    end_sessions_of_newly_blocked(covered_only, workspace_id, reason=f"{name} removed")
 
 
-def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, reason: str,
-                                  keep: User | None = None) -> int:
-    """After a domain stopped counting: members it alone covered are blocked if SSO is on,
-    and their open sessions end too, as when SSO is turned on (the admin who made the
-    change keeps theirs, to see the result). Call after the change is flushed."""
-    blocked = [u for u in members if u.status == UserStatus.active.value and u != keep
-               and sign_in_method(u) is SignInMethod.blocked]
-    for user in blocked:
+def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, reason: str) -> int:
+    """After a domain stopped counting: if SSO is on, the members it alone covered are
+    blocked now, and their open sessions end too, as when SSO is turned on (the admin who
+    made the change included: removal is refused unless another admin can still sign in).
+    Call after the change is flushed."""
+    active = [u for u in members if u.status == UserStatus.active.value]
+    # No verified domain covers any of them now, so the policy's answer is the same for
+    # all: asked once, not once per member (a domain can cover thousands).
+    if not active or sign_in_method(active[0]) is not SignInMethod.blocked:
+        return 0
+    for user in active:
         user.end_all_sessions()
         record(workspace_id, "member.sessions_ended", actor_label="sign-in policy", target=user, reason=reason)
-    return len(blocked)
+    return len(active)
 
 
 # --- the emailed link -------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def _refused(cid: str, err: SamlError, summary: dict | None = None):
             actor = db.session.get(User, err.request.started_by_id) if err.request.started_by_id else None
             record(conn.workspace_id, "sso.connection_tested", actor=actor, target=conn, outcome="failed",
                    error=err.code.value)
-    db.session.commit()  # with a policy refusal, the request stays consumed and the assertion used
+    db.session.commit()  # after validation, a refusal keeps the request consumed and the assertion used
     if entry is not None and entry.is_test:
         return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
     return _refusal_page(err)

@@ -210,8 +210,8 @@ def _parse(saml_response: str | None) -> OneLogin_Saml2_Response:
         raise SamlError(E.malformed, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
 
-# The statements every sign-in runs are built once: building a statement and its
-# cache key costs about as much Python as running it (bench/acs.py).
+# The statements every sign-in runs are built once: for a one-row statement, building it
+# and its cache key costs about as much Python as running it (profiled on the ACS).
 _REQUEST_AND_CONNECTION = (select(SamlRequest, SsoConnection)
                            .join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
                            .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))

@@ -81,11 +81,12 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
         first, last = (_attr(assertion.attributes, "first_name") or [None])[0], \
             (_attr(assertion.attributes, "last_name") or [None])[0]
         user.given_name, user.family_name = (first or None) and first[:100], (last or None) and last[:100]
-        db.session.add(user)
         try:
-            db.session.flush()
-        except IntegrityError as exc:  # the same new person's other sign-in created them first
-            db.session.rollback()
+            # A savepoint: losing the race to the same new person's other sign-in undoes this
+            # insert only, so the request stays consumed and the assertion used.
+            with db.session.begin_nested():
+                db.session.add(user)
+        except IntegrityError as exc:
             raise SamlError(E.concurrent, f"{email} created concurrently", email=email) from exc
         record(conn.workspace_id, "member.created_by_sso", actor_label="SSO (just-in-time)", target=user,
                role=user.role)

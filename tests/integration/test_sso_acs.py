@@ -12,7 +12,7 @@ from lxml import etree
 from sqlalchemy import event, select
 
 from app.extensions import db
-from app.models import AuditEvent, SamlLoginLog, SamlRequest, User
+from app.models import AuditEvent, SamlLoginLog, SamlReplay, SamlRequest, User
 from tests.support.saml_idp import NS, encode, make_key_and_cert
 from tests.support.sso import idp, last_log, signed_in_email, sso  # noqa: F401 (fixtures)
 
@@ -37,6 +37,17 @@ def test_member_signs_in_through_the_idp(client, sso, make_user):
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.signed_in"))
     assert event.details["method"] == "sso"
     assert db.session.scalar(select(SamlRequest)) is None  # the request was consumed
+
+
+@pytest.mark.postgres
+def test_member_on_a_subdomain_of_the_verified_domain_signs_in(client, sso, make_user):
+    make_user(sso.workspace, "bob@eng.acme.test")
+    response = sso.sign_in(client, "bob@eng.acme.test")  # acme.test is verified: it covers eng.acme.test
+    assert response.status_code == 303 and signed_in_email(client) == "bob@eng.acme.test"
+    make_user(sso.workspace, "eve@acme.test.example")  # a look-alike is not a subdomain
+    refusal(sso.sign_in(client, "eve@acme.test.example"), 403)
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "domain_not_authorized" and entry.details["received"] == "acme.test.example"
 
 
 def test_session_capped_by_session_not_on_or_after(client, sso, make_user):
@@ -427,7 +438,6 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
 @pytest.mark.postgres
 def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user):
     """The other request commits the same assertion between our validation and our insert."""
-    from app.models import SamlReplay
     make_user(sso.workspace, "ada@acme.test")
     client = app.test_client()
     started = sso.start(client)
@@ -448,6 +458,33 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user)
     assert winner, "the sign-in never reached its replay-cache insert"
     assert "already used" in html and signed_in_email(client) is None
     assert last_log(sso.workspace.id).error_code == "replay"
+
+
+@pytest.mark.postgres
+def test_a_request_consumed_by_another_post_meanwhile_is_refused(db_backend, app, sso, make_user):
+    """Two different valid responses to one request: the other POST consumes it between our
+    look-up and our delete. (On SQLite writers are serialized: PostgreSQL only.)"""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes the two sign-ins; the race needs concurrent writers")
+    make_user(sso.workspace, "ada@acme.test")
+    client = app.test_client()
+    started = sso.start(client)
+    consumed = []
+
+    def other_post_consumes_it_first(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("DELETE FROM SAML_REQUEST") and not consumed:
+            consumed.append(True)
+            with db.engine.begin() as other:
+                other.execute(SamlRequest.__table__.delete().where(
+                    SamlRequest.__table__.c.request_id == started.request_id))
+
+    event.listen(db.engine, "before_cursor_execute", other_post_consumes_it_first)
+    try:
+        html = refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", other_post_consumes_it_first)
+    assert consumed and signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "request_unknown" and "Start again" in html
 
 
 @pytest.mark.postgres
@@ -476,3 +513,6 @@ def test_two_first_sign_ins_of_a_new_person_at_once(db_backend, client, sso, adm
     html = refusal(sso.post(client, sso.response(started.request_id, "new@acme.test"), started.relay_state))
     assert "Start again" in html and signed_in_email(client) is None
     assert last_log(sso.workspace.id).error_code == "concurrent_sign_in"
+    # Only the losing insert was undone: the request is consumed and the assertion used.
+    assert db.session.scalar(select(SamlRequest).where(SamlRequest.request_id == started.request_id)) is None
+    assert db.session.scalar(select(SamlReplay.id)) is not None

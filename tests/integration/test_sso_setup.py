@@ -375,19 +375,25 @@ def _labs_member_signed_in(app, workspace, make_user):
 
 def test_removing_a_domain_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, admin, idp,  # noqa: F811
                                                                             make_user):
+    """The admin who removes it too, if it was their domain: another admin (on acme.test) still signs in."""
     from app.domains.service import remove_domain
     labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
-    admin_client = app.test_client()
+    lead = make_user(workspace, "lead@acme-labs.test", role="admin")
+    lead_client, admin_client = app.test_client(), app.test_client()
+    sign_in(lead_client, lead.email)
     sign_in(admin_client, admin.email)
     setup_sso(workspace, idp)
     assert carol_client.get("/library").status_code == 200  # covered by acme-labs.test: not blocked yet
 
-    remove_domain(labs, actor=admin)
+    remove_domain(labs, actor=lead)
     db.session.commit()
     assert carol_client.get("/library").status_code == 302  # blocked now: the open session ended
+    assert lead_client.get("/library").status_code == 302
     assert admin_client.get("/library").status_code == 200
-    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.sessions_ended"))
-    assert event.target_label == "carol@acme-labs.test" and event.details["reason"] == "acme-labs.test removed"
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "member.sessions_ended")
+                                .order_by(AuditEvent.target_label)).all()
+    assert [e.target_label for e in events] == ["carol@acme-labs.test", "lead@acme-labs.test"]
+    assert {e.details["reason"] for e in events} == {"acme-labs.test removed"}
 
 
 def test_a_domain_failing_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, idp, make_user):  # noqa: F811

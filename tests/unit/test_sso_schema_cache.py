@@ -39,6 +39,27 @@ def test_same_contract_as_the_library(signed_response):
             assert ours == theirs == expected
 
 
+def test_doctype_and_text_input_as_the_library_does(signed_response):
+    shipped = checks.SHIPPED_VALIDATE_XML
+    doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>' + signed_response
+    assert checks._library_validate_xml(doctype, PROTOCOL) == shipped(doctype, PROTOCOL) == "unloaded_xml"
+    as_text = signed_response.decode()
+    assert isinstance(checks._library_validate_xml(as_text, PROTOCOL), etree._Element)
+    assert isinstance(shipped(as_text, PROTOCOL), etree._Element)
+
+
+def test_metadata_schema_too(signed_response):
+    """python3-saml also checks IdP metadata with it (settings.validate_metadata)."""
+    idp = TestIdp(entity_id="https://idp.example.test/metadata", sso_url="https://idp.example.test/sso")
+    metadata = idp.metadata()
+    for document in (metadata, signed_response):
+        ours = checks._library_validate_xml(document, "saml-schema-metadata-2.0.xsd")
+        theirs = checks.SHIPPED_VALIDATE_XML(document, "saml-schema-metadata-2.0.xsd")
+        assert type(ours) is type(theirs)
+    assert isinstance(checks._library_validate_xml(metadata, "saml-schema-metadata-2.0.xsd"), etree._Element)
+    assert checks._library_validate_xml(signed_response, "saml-schema-metadata-2.0.xsd") == "invalid_xml"
+
+
 def test_compiled_once_per_thread():
     first = checks.compiled_schema(PROTOCOL)
     assert checks.compiled_schema(PROTOCOL) is first
