@@ -21,7 +21,7 @@ from tests.support.sso import SsoHarness, idp, last_log, setup_sso, signed_in_em
 SSO = "/settings/security/sso"
 
 
-def page(client, url=f"/settings/security") -> str:
+def page(client, url="/settings/security") -> str:
     response = client.get(url)
     assert response.status_code == 200, response.status_code
     return unescape(response.get_data(as_text=True))
