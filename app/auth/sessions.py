@@ -22,8 +22,8 @@ from app.security import new_secret
 
 
 _users = User.__table__
-_RECORD_SIGN_IN = (update(_users).where(_users.c.id == bindparam("user_pk"))
-                   .values(last_login_at=bindparam("signed_in_at"), updated_at=_users.c.updated_at))
+_RECORD_SIGN_IN = update(_users).where(_users.c.id == bindparam("user_pk")).values(
+    last_login_at=bindparam("signed_in_at"))
 
 
 def start_session(user: User, *, method: str, remember: bool = False, not_after: dt.datetime | None = None) -> None:
@@ -39,9 +39,8 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
         session["not_after"] = int(not_after.timestamp())
     if next_url:
         session["next"] = next_url
-    # The last sign-in is not part of the member's provisioned resource, so it is
-    # written without bumping `updated_at` (the SCIM ETag and meta.lastModified):
-    # an IdP holding an ETag must not get 412 because the member signed in.
+    # One statement, not the ORM's load-and-flush: every sign-in runs it. The last sign-in
+    # is not part of the provisioned resource, so the member's SCIM version stays.
     signed_in_at = utcnow()
     if user.id is None:  # a member created in this request (the Core UPDATE below does not autoflush)
         db.session.flush()

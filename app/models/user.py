@@ -4,8 +4,8 @@ import datetime as dt
 import enum
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, func
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, String, event, func, inspect
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.models.base import Base, utcnow
 from app.models.workspace import Role, Workspace
@@ -54,7 +54,9 @@ class User(UserMixin, Base):
     last_login_at: Mapped[dt.datetime | None]
     deactivated_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The version of the member as provisioning sees it (SCIM meta.version / ETag and
+    # meta.lastModified): moved by `_new_resource_version` below, not by every UPDATE.
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     workspace: Mapped[Workspace] = relationship(lazy="joined")
 
@@ -108,3 +110,20 @@ def email_equals(column, email: str):
 
 
 __all__ = ["User", "UserStatus", "UserSource", "email_equals", "func"]
+
+
+# What an IdP reads of a member. Ending sessions, setting a password or recording a
+# sign-in change none of it, so they keep the ETag an IdP may hold (If-Match).
+RESOURCE_ATTRIBUTES = ("email", "name", "given_name", "family_name", "role", "status", "external_id")
+
+
+@event.listens_for(Session, "before_flush")
+def _new_resource_version(session, flush_context, instances) -> None:
+    now = None
+    for obj in session.dirty:
+        if not isinstance(obj, User):
+            continue
+        attrs = inspect(obj).attrs
+        if not attrs.updated_at.history.has_changes() and any(
+                attrs[name].history.has_changes() for name in RESOURCE_ATTRIBUTES):
+            obj.updated_at = now = now or utcnow()

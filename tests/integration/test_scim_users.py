@@ -176,6 +176,30 @@ def test_signing_in_leaves_the_etag_and_last_modified_alone(app, scim, workspace
     assert response.status_code == 200, response.get_data(as_text=True)
 
 
+def test_the_etag_moves_with_what_an_idp_reads_and_nothing_else(scim, workspace, make_user, admin):
+    from app.auth.service import set_password
+    from app.members.service import change_role, deactivate
+    user = make_user(workspace, "member@acme.test")
+
+    def etag():
+        db.session.expire_all()
+        return scim.get(f"/Users/{user.id}").headers["ETag"]
+
+    first = etag()
+    user = db.session.get(User, user.id)
+    user.end_all_sessions()  # e.g. SSO turned on, a domain removed
+    set_password(user, "another long passphrase 9")
+    db.session.commit()
+    assert etag() == first
+    change_role(db.session.get(User, user.id), "admin", actor=admin)
+    db.session.commit()
+    second = etag()
+    assert second != first
+    deactivate(db.session.get(User, user.id), actor=admin)
+    db.session.commit()
+    assert etag() not in (first, second)
+
+
 def test_request_log_masks_secrets(scim, workspace):
     from app.models import ScimRequestLog
     scim.post("/Users", user_body("logged@acme.test") | {"password": "s3cret-pass"})
