@@ -123,6 +123,9 @@ def change_role(user_id: int):
         flash("Choose one of the roles: Admin, Creator or Creator Lite.", "error")
         return redirect(url_for("members.index"), 303)
     user = _member(user_id)
+    if form.role.data == user.role:
+        flash(f"{user.email} is already {user.role_label}.", "info")
+        return redirect(url_for("members.index"), 303)
     try:
         service.change_role(user, form.role.data, actor=current_user)
     except LastAdminError as exc:

@@ -73,3 +73,21 @@ def test_permanent_deletion_shows_live_progress(live_server, page: Page):
         assert db.session.get(User, people["gone@acme.test"]) is None
         assert db.session.scalar(select(func.count()).select_from(Recording)
                                  .where(Recording.owner_id != people["gone@acme.test"])) == 30
+
+
+def test_role_change_from_the_list(live_server, page: Page):
+    """Picking a role in a row must not refresh the list (which put the old role back before Save)."""
+    people = _seed(live_server.app)
+    _sign_in(page, live_server.url)
+    page.goto(f"{live_server.url}/settings/members")
+    row = page.locator(f"#member-{people['okta.user@acme.test']}")
+    row.get_by_label("Role of okta.user@acme.test").select_option("creator_lite")
+    page.wait_for_timeout(600)  # longer than the search box's debounce
+    expect(row.get_by_label("Role of okta.user@acme.test")).to_have_value("creator_lite")
+    row.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("okta.user@acme.test is now Creator Lite.")).to_be_visible()
+    with live_server.app.app_context():
+        assert db.session.get(User, people["okta.user@acme.test"]).role == "creator_lite"
+    row = page.locator(f"#member-{people['okta.user@acme.test']}")
+    row.get_by_role("button", name="Save").click()  # nothing changed: said so, not "is now"
+    expect(page.get_by_text("okta.user@acme.test is already Creator Lite.")).to_be_visible()
