@@ -21,6 +21,7 @@ from app.domains.names import (InvalidDomain, email_domain, normalize_domain, pa
 from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in
 from app.models import Domain, DomainMethod, DomainStatus, OutboundEmail, User, UserStatus, Workspace, utcnow
+from app.models.domains import OPERATOR
 from app.security import hash_secret, new_secret
 from app.urls import external_url
 
@@ -185,8 +186,8 @@ def add_domain(workspace: Workspace, name: str, method: str = "dns", *, actor: U
     record(workspace.id, "domain.added", actor=actor, actor_label=None if actor else "operator (CLI)",
            target=domain, method=method)
     if verified:
-        record(workspace.id, "domain.operator_override", actor_label="operator (CLI)", target=domain)
-        verification.mark_verified(domain, how="operator", actor_label="operator (CLI)", now=now)
+        record(workspace.id, "domain.operator_override", actor_label=OPERATOR, target=domain)
+        verification.mark_verified(domain, how="operator", actor_label=OPERATOR, now=now)
     elif method == DomainMethod.email.value:
         _send_verification_email(domain, workspace, actor)
     return domain
@@ -246,6 +247,8 @@ def request_check(domain: Domain) -> None:
     """Mark a check as asked for; the caller enqueues it after the commit."""
     if domain.method != DomainMethod.dns.value:
         raise DomainError(f"{domain.display_name} is verified by email: follow the emailed link instead.")
+    if domain.is_operator_verified:
+        raise DomainError(f"{domain.display_name} was verified by an operator: there is no DNS record to check.")
     domain.check_requested_at = utcnow()
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.audit.service import record
 from app.domains.dns_check import Outcome, TxtLookup, explain
 from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in
 from app.models import Domain, DomainMethod, DomainStatus
+from app.models.domains import OPERATOR
 
 PENDING_FOR = dt.timedelta(days=7)
 PENDING_SCHEDULE_MINUTES = (1, 2, 5, 10, 30)  # then hourly, until PENDING_FOR has passed
@@ -71,7 +72,9 @@ def mark_verified(domain: Domain, *, how: str, actor=None, actor_label: str, now
     domain.verified_at = now
     domain.verified_by = actor_label
     domain.record_missing_since = domain.failure_held_at = None
-    domain.next_check_at = now + REVERIFY_EVERY if domain.method == DomainMethod.dns.value else None
+    # Re-checked daily if a DNS record proved it; an operator's override has no record to find.
+    domain.next_check_at = now + REVERIFY_EVERY if domain.method == DomainMethod.dns.value and how != "operator" \
+        else None
     record(domain.workspace_id, "domain.verified", actor=actor, actor_label=actor_label, target=domain, method=how)
     return True
 
@@ -177,7 +180,9 @@ def due_dns_domain_ids(now: dt.datetime, limit: int) -> list[int]:
     return list(db.session.scalars(
         select(Domain.id).where(Domain.method == DomainMethod.dns.value,
                                 Domain.status.in_((DomainStatus.pending.value, DomainStatus.verified.value)),
-                                Domain.next_check_at <= now)
+                                Domain.next_check_at <= now,
+                                # rows verified by an operator before they stopped being scheduled
+                                or_(Domain.verified_by.is_(None), Domain.verified_by != OPERATOR))
         .order_by(Domain.next_check_at, Domain.id).limit(limit)))
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, utcnow
 
 RECORD_PREFIX = "_gatehouse-challenge"
+OPERATOR = "operator (CLI)"  # verified_by of an operator override
 VALUE_PREFIX = "gatehouse-domain-verification"
 
 
@@ -91,6 +92,11 @@ class Domain(Base):
     @property
     def is_verified(self) -> bool:
         return self.status == DomainStatus.verified.value
+
+    @property
+    def is_operator_verified(self) -> bool:
+        """Verified on an operator's word (CLI override): there is no record or inbox to re-check."""
+        return self.is_verified and self.verified_by == OPERATOR
 
     @property
     def record_name(self) -> str:

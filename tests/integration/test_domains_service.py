@@ -149,6 +149,28 @@ def test_operator_override_is_verified_and_audited(workspace):
     assert actions(workspace.id)[-3:] == ["domain.added", "domain.operator_override", "domain.verified"]
 
 
+def test_an_operator_verified_domain_is_not_re_checked_by_dns(workspace, admin_client):
+    """There is no TXT record behind the override: a DNS re-check would find it missing and fail
+    the domain three days later (the demo's acme.test did)."""
+    from app.domains import verification
+    from app.models import utcnow
+    domain = add_domain(workspace, "acme.com", verified=True)
+    db.session.commit()
+    assert domain.next_check_at is None
+    domain.next_check_at = utcnow()  # a row from before overrides stopped being scheduled
+    db.session.commit()
+    assert domain.id not in verification.due_dns_domain_ids(utcnow(), 100)
+    with pytest.raises(DomainError, match="verified by an operator"):
+        service.request_check(domain)
+    row = " ".join(admin_client.get(f"/settings/domains/{domain.id}", headers={"HX-Request": "true"})
+                   .get_data(as_text=True).split())
+    assert "no record for Gatehouse to re-check" in row and "Re-check now" not in row
+    response = admin_client.post(f"/settings/domains/{domain.id}/check", headers={"HX-Request": "true"})
+    assert "verified by an operator" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Domain, domain.id).status == "verified"
+
+
 def test_remove_refused_when_it_would_lock_every_admin_out(workspace, admin):
     """With an SSO policy that blocks members outside the verified domains (what the
     SAML area registers), removing the admins' domain would lock them all out."""
