@@ -31,6 +31,8 @@ def create_app(config: dict | None = None) -> Flask:
     database.init_app(app)
     errors.init_app(app)
     web.init_app(app)
+    from app import once
+    once.init_app(app)
 
     from app.auth import sessions
     sessions.init_app(app)

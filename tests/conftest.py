@@ -244,3 +244,10 @@ def csrf_token_from(html: str) -> str:
         re.search(r'"X-CSRFToken": "([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
+
+
+def once_token_from(html: str) -> str:
+    """The single-use field of a form that makes a secret (app/once.py)."""
+    match = re.search(r'name="once" value="([^"]+)"', html)
+    assert match, "no single-use token on the page"
+    return match.group(1)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length, Regexp
 
+from app import once
 from app.auth.decorators import admin_required
 from app.errors import abort_with
 from app.extensions import db
@@ -98,6 +99,9 @@ def create_token():
     form = TokenForm()
     if not form.validate_on_submit():
         return _no_store(render_template("provisioning/token_new.html", form=form), 422)
+    if not once.redeem("scim-token"):
+        flash(once.REPEATED, "warning")
+        return redirect(url_for("provisioning.new_token"), 303)
     try:
         _, secret = scim_tokens.create_token(workspace, form.name.data, actor=current_user)
     except scim_tokens.TokenError as exc:

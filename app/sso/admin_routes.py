@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, make_response, redirect, render_template, url_for
 from flask_login import current_user
 
+from app import once
 from app.auth.decorators import admin_required
 from app.errors import abort_with
 from app.extensions import db
@@ -255,6 +256,9 @@ def recovery_codes():
     live = connections.live_connection(current_user.workspace_id)
     if live is None or not live.is_on:
         return _invalid("recovery", None, "Recovery codes are for when SSO is on.")
+    if not once.redeem("recovery-codes"):
+        flash(once.REPEATED, "warning")
+        return redirect(url_for("settings.security", _anchor="sso"), 303)
     codes = recovery.generate(current_user)
     db.session.commit()
     return _show_codes(codes)

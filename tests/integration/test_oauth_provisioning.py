@@ -4,12 +4,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import OAuthClient, OAuthToken
 from app.models.scim import ScimRequestLog, ScimToken
-from tests.conftest import csrf_token_from, sign_in
+from tests.conftest import csrf_token_from, once_token_from, sign_in
 from tests.integration.test_oauth import CALLBACK, approve, exchange, okta, scim_get  # noqa: F401  (fixture)
 
 
@@ -49,7 +49,8 @@ def test_connection_state_and_revoke_button(admin_client, okta, admin):
 
 
 def test_static_token_is_shown_once_and_works(admin_client):
-    response = admin_client.post("/settings/security/provisioning/tokens", data={"name": "Entra ID"})
+    once = once_token_from(admin_client.get("/settings/security/provisioning/tokens/new").get_data(as_text=True))
+    response = admin_client.post("/settings/security/provisioning/tokens", data={"name": "Entra ID", "once": once})
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     html = response.get_data(as_text=True)
@@ -57,6 +58,11 @@ def test_static_token_is_shown_once_and_works(admin_client):
     secret = re.search(r'<code id="scim-token-value">([^<]+)</code>', html).group(1)
     assert db.session.scalar(select(ScimToken.token_hash)) != secret
     assert scim_get(admin_client, secret).status_code == 200
+    # Reloading the page re-posts the form: told so, and no second token is made.
+    again = admin_client.post("/settings/security/provisioning/tokens", data={"name": "Entra ID", "once": once},
+                              follow_redirects=True)
+    assert "Nothing new was made" in again.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(ScimToken)) == 1
 
     section = provisioning_section(admin_client)
     token_id = db.session.scalar(select(ScimToken.id))

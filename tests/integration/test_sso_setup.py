@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from app.models import AuditEvent, OutboundEmail, SsoConnection
 from app.models.sso import CONNECTION_ID_PATTERN
-from tests.conftest import PASSWORD, sign_in
+from tests.conftest import PASSWORD, once_token_from, sign_in
 from tests.support.saml_idp import TestIdp, make_key_and_cert
 from tests.support.sso import SsoHarness, idp, last_log, setup_sso, signed_in_email, sso  # noqa: F401
 
@@ -308,7 +308,8 @@ def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admi
     from app.sso import recovery
     old = recovery.generate(admin)
     db.session.commit()
-    response = admin_client.post(f"{SSO}/recovery-codes")
+    once = once_token_from(page(admin_client))
+    response = admin_client.post(f"{SSO}/recovery-codes", data={"once": once})
     new = re.findall(r"<li><code>([a-z0-9-]{14})</code></li>", response.get_data(as_text=True))
     assert response.status_code == 200 and len(new) == 10 and not set(new) & set(old)
     assert response.headers["Cache-Control"] == "no-store" and 'hx-history="false"' in response.get_data(as_text=True)
@@ -318,6 +319,11 @@ def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admi
     assert other.post("/sso/recovery", data={"email": admin.email, "password": PASSWORD,
                                              "code": new[0]}).status_code == 303
     assert "You have <strong>9</strong> unused" in page(admin_client)
+    # Reloading the codes page re-posts the form: told so, and the codes just shown stay valid.
+    again = admin_client.post(f"{SSO}/recovery-codes", data={"once": once}, follow_redirects=True)
+    assert "Nothing new was made" in again.get_data(as_text=True)
+    assert other.post("/sso/recovery", data={"email": admin.email, "password": PASSWORD,
+                                             "code": new[1]}).status_code == 303
 
 
 @pytest.mark.parametrize("url", [
