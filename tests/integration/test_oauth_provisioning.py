@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.extensions import db
 from app.models import OAuthClient, OAuthToken
@@ -63,6 +63,12 @@ def test_static_token_is_shown_once_and_works(admin_client):
                               follow_redirects=True)
     assert "Nothing new was made" in again.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(ScimToken)) == 1
+    # The form on the Security page works the same way.
+    once = once_token_from(provisioning_section(admin_client))
+    response = admin_client.post("/settings/security/provisioning/tokens", data={"name": "Second", "once": once})
+    assert response.status_code == 200 and "scim-token-value" in response.get_data(as_text=True)
+    db.session.execute(delete(ScimToken).where(ScimToken.name == "Second"))
+    db.session.commit()
 
     section = provisioning_section(admin_client)
     token_id = db.session.scalar(select(ScimToken.id))

@@ -34,6 +34,12 @@
     document.body.removeChild(area);
   }
 
+  // Dismiss a message: <div class="flash"><button data-dismiss>×</button></div>
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-dismiss]");
+    if (button) button.parentElement.remove();
+  });
+
   // Confirm before destructive actions: <form data-confirm="Remove example.com?">
   document.addEventListener("submit", function (event) {
     var form = event.target.closest("form[data-confirm]");
