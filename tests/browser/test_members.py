@@ -44,10 +44,10 @@ def test_scim_managed_member_needs_the_override(live_server, page: Page):
     _sign_in(page, live_server.url)
     page.goto(f"{live_server.url}/settings/members")
     row = page.locator(f"#member-{people['okta.user@acme.test']}")
-    expect(row.get_by_text("Managed by Okta")).to_be_visible()
+    expect(row.get_by_text("Managed by your identity provider")).to_be_visible()
     row.get_by_role("button", name="Deactivate").click()  # the browser refuses: the override is required
     expect(row.get_by_text("Active")).to_be_visible()
-    row.get_by_label("Override Okta").check()
+    row.get_by_label("Override the identity provider").check()
     row.get_by_role("button", name="Deactivate").click()
     expect(page.get_by_text("okta.user@acme.test is deactivated.")).to_be_visible()
 

@@ -43,7 +43,7 @@ def test_list_shows_source_and_groups(admin_client, workspace, make_user):
 
     html = admin_client.get("/settings/members").get_data(as_text=True)
     row = re.search(r'<tr id="member-%d">.*?</tr>' % scim_user.id, html, re.S).group(0)
-    assert "SCIM" in row and "Engineering" in row and "Managed by Okta" in row and "Override Okta" in row
+    assert "SCIM" in row and "Engineering" in row and "Managed by your identity provider" in row and "Override the identity provider" in row
     assert "SSO (JIT)" in html
     filtered = admin_client.get("/settings/members?source=scim", headers={"HX-Request": "true"})
     assert "HX-Request" in filtered.headers["Vary"]

@@ -73,9 +73,11 @@ def test_static_token_is_shown_once_and_works(admin_client):
     section = provisioning_section(admin_client)
     token_id = db.session.scalar(select(ScimToken.id))
     assert f'id="scim-token-{token_id}"' in section and "Entra ID" in section and secret not in section
+    assert "by bearer token (Entra ID, below)" in section and "Not connected" not in section
     admin_client.post(f"/settings/security/provisioning/tokens/{token_id}/revoke")
     assert scim_get(admin_client, secret).status_code == 401
-    assert f'id="scim-token-{token_id}"' not in provisioning_section(admin_client)
+    section = provisioning_section(admin_client)
+    assert f'id="scim-token-{token_id}"' not in section and "Not connected" in section
 
 
 @pytest.mark.postgres

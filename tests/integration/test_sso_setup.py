@@ -86,6 +86,7 @@ def test_full_self_serve_setup(admin_client, workspace, idp, make_user):  # noqa
             "sso.recovery_codes_generated"} <= actions
     log = page(admin_client, f"{SSO}/log")
     assert "ada@acme.test" in log and "test" in log
+    assert re.search(r'aria-current="page"\s*>Security<', log)  # the Settings tab of the page you're on
 
 
 def test_toggle_stays_locked_after_a_failed_test(admin_client, workspace, idp):  # noqa: F811
