@@ -67,6 +67,25 @@ def read_certificate(text: str) -> CertificateInfo:
                            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
 
 
+def _unreadable_because(exc: Exception) -> str:
+    name = type(exc).__name__
+    if name in ("DTDForbidden", "EntitiesForbidden", "ExternalReferenceForbidden"):
+        return "it declares a DOCTYPE or entities, which are refused for safety"
+    if name == "XMLSyntaxError":
+        return "the XML is incomplete or broken"
+    return "it could not be read as XML"
+
+
+def _unreachable_because(exc: Exception) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "the server refused the connection"
+    if isinstance(exc, ConnectionResetError):
+        return "the server closed the connection"
+    if isinstance(exc, http.client.HTTPException):
+        return "the server did not answer with valid HTTP"
+    return "the server could not be reached"
+
+
 def parse_metadata(xml: str | bytes) -> IdpConfig:
     if isinstance(xml, bytes):
         if len(xml) > MAX_METADATA_BYTES:
@@ -77,7 +96,8 @@ def parse_metadata(xml: str | bytes) -> IdpConfig:
     try:
         parsed = MetadataParser.parse(xml.encode())
     except Exception as exc:  # noqa: BLE001 - lxml, DTDForbidden, ... all mean "not usable metadata"
-        raise MetadataError(f"This is not valid SAML IdP metadata ({type(exc).__name__}: {str(exc)[:150]}).") from exc
+        raise MetadataError(f"This is not valid SAML IdP metadata: {_unreadable_because(exc)}. Copy the IdP "
+                            "metadata XML again, whole, or give its URL instead.") from exc
     idp = parsed.get("idp") or {}
     entity_id = idp.get("entityId")
     sso_url = (idp.get("singleSignOnService") or {}).get("url")
@@ -179,8 +199,8 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
                 raise MetadataError("The metadata URL did not answer in time.") from exc
             if isinstance(exc, ssl.SSLError):
                 raise MetadataError(f"TLS failed for {parts.hostname}: {exc.__class__.__name__}.") from exc
-            raise MetadataError(f"Could not fetch the metadata URL ({exc.__class__.__name__}: {str(exc)[:120]})."
-                                ) from exc
+            raise MetadataError(f"Could not fetch the metadata from {parts.hostname}: {_unreachable_because(exc)}. "
+                                "Check the URL, or paste the metadata XML instead.") from exc
         finally:
             conn.close()
     raise MetadataError("The metadata URL redirected too many times.")

@@ -26,8 +26,9 @@ def test_parse_metadata_with_two_certificates():
 
 @pytest.mark.parametrize("xml, reason", [
     ("<x/>", "no IdP entityID"),
-    ('<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>', "not valid SAML IdP metadata"),
-    ("not xml at all", "not valid SAML IdP metadata"),
+    ('<!DOCTYPE x [<!ENTITY e "boom">]><x>&e;</x>', "not valid SAML IdP metadata: it declares a DOCTYPE"),
+    ("not xml at all", "not valid SAML IdP metadata: the XML is incomplete or broken"),
+    ("<md:EntityDescriptor><foo", "not valid SAML IdP metadata: the XML is incomplete or broken"),
     ('<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="x"><md:IDPSSODescriptor '
      'protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"/></md:EntityDescriptor>',
      "no SingleSignOnService"),
@@ -130,3 +131,11 @@ def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch):
         stop.set()
         listener.close()
     assert time.monotonic() - started < 2
+
+
+def test_an_unreachable_server_is_explained_in_plain_words():
+    from tests.support.servers import free_port
+    with pytest.raises(MetadataError) as caught:
+        fetch_metadata(f"http://127.0.0.1:{free_port()}/md", production=False)  # nothing listens there
+    assert str(caught.value) == ("Could not fetch the metadata from 127.0.0.1: the server refused the connection. "
+                                 "Check the URL, or paste the metadata XML instead.")
