@@ -13,12 +13,13 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.decorators import admin_required
+from app.auth.policy import SignInMethod, sign_in_method
 from app.domains import service
 from app.domains.forms import ActionForm, AddDomainForm, MethodForm
 from app.errors import abort_with
 from app.extensions import db, limiter
 from app.htmx import render, wants_fragment
-from app.models import Domain, Workspace
+from app.models import Domain, UserStatus, Workspace
 from app.scoping import get_scoped, get_scoped_or_404
 from jobs.domains import enqueue_check
 
@@ -53,10 +54,18 @@ def row_version(domain: Domain, *extra) -> str:
     return domain.status + "." + hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
+def outside_context(workspace: Workspace) -> dict:
+    """Members no verified domain covers, and whether that blocks them now (SSO on) or only once it is."""
+    outside = service.members_outside_authorized_domains(workspace.id)
+    active = [u for u in outside if u.status == UserStatus.active.value]
+    return {"outside": outside,
+            "outside_blocked_now": bool(active) and sign_in_method(active[0]) is SignInMethod.blocked}
+
+
 def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:
     """The Security page's section (and this area's own pages)."""
     return {"rows": [row_context(d) for d in service.list_domains(workspace.id)], "form": form or AddDomainForm(),
-            "outside": service.members_outside_authorized_domains(workspace.id)}
+            **outside_context(workspace)}
 
 
 def _domain(domain_id: int) -> Domain:
@@ -165,8 +174,7 @@ def row(domain_id: int):
 @enterprise_admin_required
 def outside_members():
     workspace = current_user.workspace
-    ctx = ({"outside": service.members_outside_authorized_domains(workspace.id)} if wants_fragment()
-           else section_context(workspace))
+    ctx = outside_context(workspace) if wants_fragment() else section_context(workspace)
     return render("domains/index.html", "domains/_outside.html", ctx=ctx, workspace=workspace)
 
 

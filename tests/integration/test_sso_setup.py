@@ -429,3 +429,18 @@ def test_removing_a_domain_without_sso_ends_no_session(app, workspace, admin, ma
     db.session.commit()
     assert carol_client.get("/library").status_code == 200  # passwords still work without SSO
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.sessions_ended")) is None
+
+
+def test_members_outside_the_domains_are_said_to_be_blocked_now_once_sso_is_on(admin_client, workspace, idp,  # noqa: F811
+                                                                               make_user):
+    from app.domains.service import add_domain
+    add_domain(workspace, "acme.test", verified=True)
+    make_user(workspace, "bob@elsewhere.example")
+    db.session.commit()
+
+    def panel():
+        return " ".join(admin_client.get("/settings/domains/outside-members", headers={"HX-Request": "true"})
+                        .get_data(as_text=True).split())
+    assert "1 member will be <strong>blocked from signing in</strong> once SSO is enforced" in panel()
+    setup_sso(workspace, idp, domain=None)
+    assert "1 member is <strong>blocked from signing in</strong> now: SSO is on" in panel()
