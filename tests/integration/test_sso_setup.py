@@ -444,3 +444,17 @@ def test_members_outside_the_domains_are_said_to_be_blocked_now_once_sso_is_on(a
     assert "1 member will be <strong>blocked from signing in</strong> once SSO is enforced" in panel()
     setup_sso(workspace, idp, domain=None)
     assert "1 member is <strong>blocked from signing in</strong> now: SSO is on" in panel()
+
+
+def test_with_sso_on_the_page_leads_with_its_state_and_folds_the_setup(admin_client, workspace, idp):  # noqa: F811
+    setup_sso(workspace, idp, enable=False)
+    html = page(admin_client)
+    assert re.search(r'<details class="sso-setup"\s+open>', html) and "5. Turn SSO on" in html
+    assert "Unlocks after a successful test login" in html
+    from app.sso import connections
+    connections.enable(workspace.id, actor=None, override=True)
+    db.session.commit()
+    html = page(admin_client)
+    assert html.index("SSO is on") < html.index("1. Identity provider")
+    assert re.search(r'<details class="sso-setup"\s*>', html) and "5. Turn SSO on" not in html
+    assert "Turn SSO off" in html and "SAML login log" in html
