@@ -64,7 +64,8 @@ def outside_context(workspace: Workspace) -> dict:
 
 def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:
     """The Security page's section (and this area's own pages)."""
-    return {"rows": [row_context(d) for d in service.list_domains(workspace.id)], "form": form or AddDomainForm(),
+    return {"rows": [row_context(d) for d in service.list_domains(workspace.id)],
+            "form": form or AddDomainForm(formdata=None),  # empty after an add, not the name just added
             **outside_context(workspace)}
 
 

@@ -1,5 +1,6 @@
 """Settings → Security → Authorized domains, as an admin's browser (or htmx) sees it."""
 import datetime as dt
+import re
 
 import pytest
 from sqlalchemy import select, update
@@ -43,6 +44,8 @@ def test_add_with_htmx_returns_the_section_with_the_new_row(admin_client):
     assert "bücher.example added" in html and "(xn--bcher-kva.example)" in html
     assert "_gatehouse-challenge.xn--bcher-kva.example" in html and 'data-copy="gatehouse-domain-verification=' in html
     assert "Hints for common DNS providers" in html
+    name_field = re.search(r'<input[^>]*name="name"[^>]*>', html).group(0)
+    assert "value=" not in name_field or 'value=""' in name_field  # emptied for the next one
 
 
 @pytest.mark.parametrize("name, message", [

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.postgres
 def test_email_step_then_password_step(client, admin, db_backend):
     page = client.get("/login")
     assert page.status_code == 200 and "Work email" in page.get_data(as_text=True)
+    assert 'href="/sso/recovery">Sign in with a recovery code' in page.get_data(as_text=True)  # when the IdP is down
     step = client.post("/login", data={"email": "ADMIN@acme.test"})
     assert step.status_code == 200
     assert "Enter your password" in step.get_data(as_text=True)

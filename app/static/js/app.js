@@ -12,6 +12,7 @@
     var done = function () {
       var label = button.textContent;
       button.textContent = "Copied";
+      announce("Copied to the clipboard");
       setTimeout(function () { button.textContent = label; }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) {
@@ -21,6 +22,20 @@
       done();
     }
   });
+
+  // Screen readers hear what a button did without moving focus (one polite live region per page).
+  function announce(message) {
+    var region = document.getElementById("announcer");
+    if (!region) {
+      region = document.createElement("div");
+      region.id = "announcer";
+      region.className = "visually-hidden";
+      region.setAttribute("aria-live", "polite");
+      document.body.appendChild(region);
+    }
+    region.textContent = "";
+    setTimeout(function () { region.textContent = message; }, 50);
+  }
 
   function fallbackCopy(text) {
     var area = document.createElement("textarea");
