@@ -1,7 +1,7 @@
 """Static SCIM bearer tokens: made here, shown once, stored hashed, revocable."""
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.audit.service import record
 from app.extensions import db
@@ -26,6 +26,11 @@ def create_token(workspace: Workspace, name: str, *, actor: User | None,
         raise TokenError("Give the token a name (e.g. Okta).")
     if len(name) > 100:
         raise TokenError("The token name is longer than 100 characters.")
+    if db.session.scalar(select(ScimToken.id).where(ScimToken.workspace_id == workspace.id,
+                                                    ScimToken.revoked_at.is_(None),
+                                                    func.lower(ScimToken.name) == name.lower())):
+        raise TokenError(f"A token named “{name}” is already in use: pick another name, so the two can be "
+                         "told apart (in the request log too), or revoke the old one first.")
     secret = TOKEN_PREFIX + new_secret(32)
     token = ScimToken(workspace_id=workspace.id, name=name, token_hash=hash_secret(secret),
                       created_by=actor.id if actor is not None else None)

@@ -89,7 +89,8 @@ def _add_log_entry(caller, status: int) -> None:
     body = request.get_data(cache=True) if request.content_length and request.content_length <= MAX_BODY else None
     requestlog.add_entry(caller.workspace_id, request.method, path, status,
                          int((time.perf_counter() - g.scim_started) * 1000), body, g.get("scim_user_id"),
-                         request.headers.get("User-Agent"))
+                         # which credential (token or OAuth connection), then the client's own name
+                         " · ".join(filter(None, (caller.label, request.headers.get("User-Agent")))))
 
 
 def commit(status: int) -> None:

@@ -63,6 +63,10 @@ def test_static_token_is_shown_once_and_works(admin_client):
                               follow_redirects=True)
     assert "Nothing new was made" in again.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(ScimToken)) == 1
+    # A second active token with the same name could not be told apart.
+    once = once_token_from(provisioning_section(admin_client))
+    same = admin_client.post("/settings/security/provisioning/tokens", data={"name": "entra id", "once": once})
+    assert same.status_code == 422 and "already in use" in same.get_data(as_text=True)
     # The form on the Security page works the same way.
     once = once_token_from(provisioning_section(admin_client))
     response = admin_client.post("/settings/security/provisioning/tokens", data={"name": "Second", "once": once})

@@ -307,4 +307,5 @@ def test_a_nul_in_the_logged_request_does_not_undo_the_write(db_backend, scim):
     """The log entry is committed with the change: a NUL PostgreSQL cannot store must not turn it into a 503."""
     response = scim.post("/Users", user_body("agent@acme.test"), headers={"User-Agent": "Okta\x00SCIM"})
     assert response.status_code == 201, response.get_data(as_text=True)
-    assert db.session.scalar(select(ScimRequestLog.client).where(ScimRequestLog.method == "POST")) == "OktaSCIM"
+    assert db.session.scalar(select(ScimRequestLog.client).where(ScimRequestLog.method == "POST")) == \
+        "SCIM: Okta · OktaSCIM"  # which token, then the client's own name

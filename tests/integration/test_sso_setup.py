@@ -303,6 +303,9 @@ def test_test_result_for_unknown_and_deactivated_users(admin_client, workspace, 
     result = run_test_login(admin_client, h, "gone@acme.test")
     assert "Account deactivated" in result and "Reactivate the member" in result
     assert "Unlocks after a successful test" in page(admin_client)
+    result = run_test_login(admin_client, h, "someone@elsewhere.example")
+    assert "<dt>Received</dt><dd><code>elsewhere.example</code>" in result
+    assert "<dt>Expected</dt>" not in result  # nothing to compare with: no empty row
 
 
 def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admin):  # noqa: F811

@@ -55,6 +55,19 @@
     if (button) button.parentElement.remove();
   });
 
+  // The add-domain form: the inbox only matters for the email method (without JS it just stays shown).
+  function syncDomainInbox(root) {
+    var form = root && root.querySelector && (root.id === "domain-add-form" ? root : root.querySelector("#domain-add-form"));
+    var inbox = form && form.querySelector("#domain-inbox");
+    var method = form && form.querySelector("input[name=method]:checked");
+    if (inbox && method) inbox.closest(".field").hidden = method.value !== "email";
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.name === "method") syncDomainInbox(event.target.closest("form"));
+  });
+  document.addEventListener("DOMContentLoaded", function () { syncDomainInbox(document.body); });
+  document.addEventListener("htmx:load", function (event) { syncDomainInbox(event.target); });
+
   // Confirm before destructive actions: <form data-confirm="Remove example.com?">
   document.addEventListener("submit", function (event) {
     var form = event.target.closest("form[data-confirm]");
