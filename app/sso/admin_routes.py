@@ -172,6 +172,18 @@ def discard_draft():
     return _done()
 
 
+@bp.post("/cancel")
+@enterprise_admin
+def cancel_setup():
+    if not ActionForm().validate_on_submit():
+        return _invalid("toggle", None, "The form expired; reload the page.", 400)
+    try:
+        connections.cancel_setup(current_user.workspace_id, actor=current_user)
+    except ConnectionError_ as exc:
+        return _invalid("toggle", None, str(exc))
+    return _done()
+
+
 @bp.post("/test")
 @enterprise_admin
 def start_test():

@@ -214,6 +214,20 @@ def discard_draft(workspace_id: int, *, actor: User | None) -> None:
     db.session.delete(staged)
 
 
+def cancel_setup(workspace_id: int, *, actor: User | None) -> None:
+    """Abandon a connection that was never turned on (a wrong IdP, a trial): it goes,
+    with its certificates and pending sign-ins; the login log keeps its rows."""
+    live = live_connection(workspace_id)
+    if live is None:
+        raise ConnectionError_("There is no SSO setup to cancel.")
+    if live.is_on:
+        raise ConnectionError_("SSO is on: turn it off before removing the connection.")
+    staged = staged_connection(workspace_id)
+    record(workspace_id, "sso.setup_cancelled", actor=actor, target=live, state=live.state)
+    for conn in filter(None, (staged, live)):
+        db.session.delete(conn)
+
+
 def mark_tested(conn: SsoConnection, *, actor: User | None) -> SsoConnection:
     """A successful test: a live draft becomes tested; a staged draft replaces
     the live configuration (keeping the live state, so SSO stays on)."""

@@ -461,3 +461,28 @@ def test_with_sso_on_the_page_leads_with_its_state_and_folds_the_setup(admin_cli
     assert html.index("SSO is on") < html.index("1. Identity provider")
     assert re.search(r'<details class="sso-setup"\s*>', html) and "5. Turn SSO on" not in html
     assert "Turn SSO off" in html and "SAML login log" in html
+
+
+@pytest.mark.postgres
+def test_a_setup_never_turned_on_can_be_cancelled(db_backend, admin_client, workspace, idp):  # noqa: F811
+    from app.models import SamlRequest, SsoCertificate
+    h = setup_sso(workspace, idp, enable=False)
+    assert admin_client.post(f"{SSO}/test").status_code == 303  # a test sign-in in flight goes with it
+    assert db.session.scalar(select(SamlRequest)) is not None
+    assert "Cancel SSO setup" in page(admin_client)
+    response = admin_client.post(f"{SSO}/cancel")
+    assert response.status_code == 303
+    for model in (SsoConnection, SsoCertificate, SamlRequest):
+        assert db.session.scalar(select(model)) is None
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.setup_cancelled"))
+    assert event.target_label and event.details["state"] == "draft"
+    html = page(admin_client)
+    assert "Start SSO setup" in html and h.connection_id not in html
+
+
+def test_a_live_connection_cannot_be_cancelled(admin_client, workspace, idp):  # noqa: F811
+    h = setup_sso(workspace, idp)
+    assert "Cancel SSO setup" not in page(admin_client)
+    response = admin_client.post(f"{SSO}/cancel", headers={"HX-Request": "true"})
+    assert response.status_code == 422 and "turn it off before removing" in response.get_data(as_text=True)
+    assert db.session.scalar(select(SsoConnection.connection_id)) == h.connection_id
