@@ -38,6 +38,18 @@ def enterprise_admin(view):
     return wrapped
 
 
+def _button(action, area: str):
+    """A one-click button of the section: the form's CSRF, the service, the section again
+    (a refusal is shown in `area` of the section)."""
+    if not ActionForm().validate_on_submit():
+        return _invalid(area, None, "The form expired; reload the page.", 400)
+    try:
+        action(current_user.workspace_id, actor=current_user)
+    except ConnectionError_ as exc:
+        return _invalid(area, None, str(exc))
+    return _done()
+
+
 def _done():
     db.session.commit()
     if wants_fragment():
@@ -163,25 +175,13 @@ def jit():
 @bp.post("/draft/discard")
 @enterprise_admin
 def discard_draft():
-    if not ActionForm().validate_on_submit():
-        return _invalid("draft", None, "The form expired; reload the page.", 400)
-    try:
-        connections.discard_draft(current_user.workspace_id, actor=current_user)
-    except ConnectionError_ as exc:
-        return _invalid("draft", None, str(exc))
-    return _done()
+    return _button(connections.discard_draft, "draft")
 
 
 @bp.post("/cancel")
 @enterprise_admin
 def cancel_setup():
-    if not ActionForm().validate_on_submit():
-        return _invalid("toggle", None, "The form expired; reload the page.", 400)
-    try:
-        connections.cancel_setup(current_user.workspace_id, actor=current_user)
-    except ConnectionError_ as exc:
-        return _invalid("toggle", None, str(exc))
-    return _done()
+    return _button(connections.cancel_setup, "toggle")
 
 
 @bp.post("/test")
@@ -251,13 +251,7 @@ def enable():
 @bp.post("/disable")
 @enterprise_admin
 def disable():
-    if not ActionForm().validate_on_submit():
-        return _invalid("toggle", None, "The form expired; reload the page.", 400)
-    try:
-        connections.disable(current_user.workspace_id, actor=current_user)
-    except ConnectionError_ as exc:
-        return _invalid("toggle", None, str(exc))
-    return _done()
+    return _button(connections.disable, "toggle")
 
 
 @bp.post("/recovery-codes")
