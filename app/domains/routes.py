@@ -13,13 +13,12 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.decorators import admin_required
-from app.auth.policy import SignInMethod, sign_in_method
 from app.domains import service
 from app.domains.forms import ActionForm, AddDomainForm, MethodForm
 from app.errors import abort_with
 from app.extensions import db, limiter
 from app.htmx import render, wants_fragment
-from app.models import Domain, UserStatus, Workspace
+from app.models import Domain, Workspace
 from app.scoping import get_scoped, get_scoped_or_404
 from jobs.domains import enqueue_check
 
@@ -57,9 +56,7 @@ def row_version(domain: Domain, *extra) -> str:
 def outside_context(workspace: Workspace) -> dict:
     """Members no verified domain covers, and whether that blocks them now (SSO on) or only once it is."""
     outside = service.members_outside_authorized_domains(workspace.id)
-    active = [u for u in outside if u.status == UserStatus.active.value]
-    return {"outside": outside,
-            "outside_blocked_now": bool(active) and sign_in_method(active[0]) is SignInMethod.blocked}
+    return {"outside": outside, "outside_blocked_now": bool(service.blocked_now(outside))}
 
 
 def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:

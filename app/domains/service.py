@@ -267,20 +267,24 @@ def remove_domain(domain: Domain, *, actor: User) -> None:
     end_sessions_of_newly_blocked(covered_only, workspace_id, reason=f"{name} removed")
 
 
+def blocked_now(uncovered: list[User]) -> list[User]:
+    """Of members no verified domain covers, the active ones the sign-in policy blocks now
+    (SSO on). The policy's answer is the same for all of them, so it is asked once, not
+    once per member (a domain can cover thousands)."""
+    active = [u for u in uncovered if u.status == UserStatus.active.value]
+    return active if active and sign_in_method(active[0]) is SignInMethod.blocked else []
+
+
 def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, reason: str) -> int:
     """After a domain stopped counting: if SSO is on, the members it alone covered are
     blocked now, and their open sessions end too, as when SSO is turned on (the admin who
     made the change included: removal is refused unless another admin can still sign in).
     Call after the change is flushed."""
-    active = [u for u in members if u.status == UserStatus.active.value]
-    # No verified domain covers any of them now, so the policy's answer is the same for
-    # all: asked once, not once per member (a domain can cover thousands).
-    if not active or sign_in_method(active[0]) is not SignInMethod.blocked:
-        return 0
-    for user in active:
+    blocked = blocked_now(members)
+    for user in blocked:
         user.end_all_sessions()
         record(workspace_id, "member.sessions_ended", actor_label="sign-in policy", target=user, reason=reason)
-    return len(active)
+    return len(blocked)
 
 
 # --- the emailed link -------------------------------------------------------------------------

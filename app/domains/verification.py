@@ -73,8 +73,8 @@ def mark_verified(domain: Domain, *, how: str, actor=None, actor_label: str, now
     domain.verified_by = actor_label
     domain.record_missing_since = domain.failure_held_at = None
     # Re-checked daily if a DNS record proved it; an operator's override has no record to find.
-    domain.next_check_at = now + REVERIFY_EVERY if domain.method == DomainMethod.dns.value and how != "operator" \
-        else None
+    domain.next_check_at = (now + REVERIFY_EVERY if domain.method == DomainMethod.dns.value
+                            and not domain.is_operator_verified else None)
     record(domain.workspace_id, "domain.verified", actor=actor, actor_label=actor_label, target=domain, method=how)
     return True
 
