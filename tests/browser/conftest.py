@@ -103,3 +103,14 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.1):
             return result
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def sign_in_with_password(page, email: str, password: str, *, url: str | None = None) -> None:
+    """The email step, then the password step, in the browser: from `url`'s /login, or
+    from the sign-in page the browser was sent to."""
+    if url is not None:
+        page.goto(f"{url}/login")
+    page.get_by_label("Work email").fill(email)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_label("Password", exact=True).fill(password)
+    page.get_by_role("button", name="Sign in").click()

@@ -15,6 +15,7 @@ from app.models import Domain, utcnow
 from app.workspaces.service import create_workspace
 from jobs.domains import sweep_domains
 from tests.browser.conftest import wait_until
+from tests.browser.conftest import sign_in_with_password
 
 PASSWORD = "acme-admin-password"
 
@@ -30,11 +31,7 @@ def admin_page(live_server, page: Page) -> Page:
     with live_server.app.app_context():
         create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
         db.session.commit()
-    page.goto(f"{live_server.url}/login")
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     expect(page).to_have_url(re.compile(r"/library$"))
     page.goto(f"{live_server.url}/settings/security")
     page.evaluate("window.notReloaded = true")  # gone if the page reloads
@@ -129,11 +126,7 @@ def test_without_javascript_forms_work_and_a_reload_shows_the_new_state(live_ser
         create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
         db.session.commit()
     page = browser.new_context(java_script_enabled=False).new_page()
-    page.goto(f"{live_server.url}/login")
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     page.goto(f"{live_server.url}/settings/security")
     add_domain(page, "acme.test", "dns", javascript=False)  # a plain form POST, then a redirect back
     expect(page.locator("#flash")).to_contain_text("acme.test added")

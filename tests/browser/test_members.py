@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Recording, User
 from app.workspaces.service import create_workspace
+from tests.browser.conftest import sign_in_with_password
 
 PASSWORD = "admin-password-1"
 
@@ -31,17 +32,9 @@ def _seed(app) -> dict:
         return people
 
 
-def _sign_in(page: Page, url: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-
-
 def test_scim_managed_member_needs_the_override(live_server, page: Page):
     people = _seed(live_server.app)
-    _sign_in(page, live_server.url)
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     page.goto(f"{live_server.url}/settings/members")
     row = page.locator(f"#member-{people['okta.user@acme.test']}")
     expect(row.get_by_text("Managed by your identity provider")).to_be_visible()
@@ -54,7 +47,7 @@ def test_scim_managed_member_needs_the_override(live_server, page: Page):
 
 def test_permanent_deletion_shows_live_progress(live_server, page: Page):
     people = _seed(live_server.app)
-    _sign_in(page, live_server.url)
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     page.goto(f"{live_server.url}/settings/members")
     page.locator(f"#member-{people['gone@acme.test']}").get_by_role("link", name="Delete permanently…").click()
     expect(page.get_by_role("heading", name="Delete gone@acme.test permanently?")).to_be_visible()
@@ -78,7 +71,7 @@ def test_permanent_deletion_shows_live_progress(live_server, page: Page):
 def test_role_change_from_the_list(live_server, page: Page):
     """Picking a role in a row must not refresh the list (which put the old role back before Save)."""
     people = _seed(live_server.app)
-    _sign_in(page, live_server.url)
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     page.goto(f"{live_server.url}/settings/members")
     row = page.locator(f"#member-{people['okta.user@acme.test']}")
     row.get_by_label("Role of okta.user@acme.test").select_option("creator_lite")

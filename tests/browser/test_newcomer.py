@@ -11,21 +11,14 @@ from playwright.sync_api import Page, expect
 from app.extensions import db
 from app.seed import DEMO_EMAIL, DEMO_PASSWORD, seed_demo
 from app.workspaces.service import create_workspace
-
-
-def _sign_in(page: Page, url: str, email: str, password: str) -> None:
-    page.goto(f"{url}/login")
-    page.get_by_label("Work email").fill(email)
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+from tests.browser.conftest import sign_in_with_password
 
 
 def test_demo_admin_walks_the_product(live_server, page: Page):
     with live_server.app.app_context():
         seed_demo()
         db.session.commit()
-    _sign_in(page, live_server.url, DEMO_EMAIL, DEMO_PASSWORD)
+    sign_in_with_password(page, DEMO_EMAIL, DEMO_PASSWORD, url=live_server.url)
     expect(page).to_have_url(re.compile(r"/library$"))
     expect(page.get_by_role("heading", name="Library")).to_be_visible()
     expect(page.get_by_role("cell", name="Quarterly roadmap walkthrough")).to_be_visible()
@@ -53,7 +46,7 @@ def test_security_is_locked_on_a_business_plan(live_server, page: Page):
     with live_server.app.app_context():
         create_workspace("Small Co", "business", "owner@small.test", "small-password-1")
         db.session.commit()
-    _sign_in(page, live_server.url, "owner@small.test", "small-password-1")
+    sign_in_with_password(page, "owner@small.test", "small-password-1", url=live_server.url)
     page.goto(f"{live_server.url}/settings/security")
     expect(page.get_by_role("heading", name=re.compile("need the Enterprise plan"))).to_be_visible()
     expect(page.get_by_text("Small Co is on the Business plan")).to_be_visible()

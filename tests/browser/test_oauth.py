@@ -15,6 +15,7 @@ from playwright.sync_api import Page, expect
 
 from app.extensions import db
 from app.workspaces.service import create_workspace
+from tests.browser.conftest import sign_in_with_password
 
 PASSWORD = "admin-password-1"
 
@@ -47,14 +48,19 @@ def okta_callback():
     server.shutdown()
 
 
-def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, okta_callback):
+@pytest.fixture
+def okta_client(live_server, okta_callback) -> tuple[str, str]:
+    """The Acme workspace, and Okta's OAuth client registered by the operator: (client id, secret)."""
+    from app.oauth import clients
     with live_server.app.app_context():
-        from app.oauth import clients
         create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
         client, secret = clients.create_client("okta", [okta_callback])
         db.session.commit()
-        client_id = client.client_id
+        return client.client_id, secret
 
+
+def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, okta_callback, okta_client):
+    client_id, secret = okta_client
     okta = OAuth2Session(client_id, secret, scope="scim offline_access", redirect_uri=okta_callback,
                          token_endpoint_auth_method="client_secret_post", code_challenge_method="S256")
     verifier = "v" * 20 + "x" * 30
@@ -62,10 +68,7 @@ def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, o
 
     page.goto(url)
     expect(page).to_have_url(re.compile(r"/login"))  # signed out: sign in first, then back to consent
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(page, "admin@acme.test", PASSWORD)
 
     expect(page.get_by_role("heading", name="Connect Acme to Okta?")).to_be_visible()
     expect(page.get_by_text("admin@acme.test").first).to_be_visible()
@@ -94,21 +97,12 @@ def test_admin_connects_okta_through_the_consent_page(live_server, page: Page, o
     expect(section.get_by_text("an old refresh token was used again")).to_be_visible()
 
 
-def test_admin_revokes_the_connection_from_settings(live_server, page: Page, okta_callback):
-    with live_server.app.app_context():
-        from app.oauth import clients
-        create_workspace("Acme", "enterprise", "admin@acme.test", PASSWORD)
-        client, secret = clients.create_client("okta", [okta_callback])
-        db.session.commit()
-        client_id = client.client_id
-
+def test_admin_revokes_the_connection_from_settings(live_server, page: Page, okta_callback, okta_client):
+    client_id, secret = okta_client
     okta = OAuth2Session(client_id, secret, scope="scim offline_access", redirect_uri=okta_callback)
     url, _ = okta.create_authorization_url(f"{live_server.url}/oauth/authorize")
     page.goto(url)
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(page, "admin@acme.test", PASSWORD)
     page.get_by_role("button", name="Allow and connect Acme").click()
     expect(page.get_by_role("heading", name="Authenticated with Gatehouse")).to_be_visible()
     token = okta.fetch_token(f"{live_server.url}/oauth/token", authorization_response=page.url)

@@ -19,6 +19,7 @@ from werkzeug.serving import make_server
 from app.extensions import db
 from app.workspaces.service import create_workspace
 from tests.support.saml_idp import TestIdp, encode
+from tests.browser.conftest import sign_in_with_password
 
 PASSWORD = "acme-admin-password"
 
@@ -153,11 +154,7 @@ def test_idp_initiated_response_gets_the_explaining_page(live_server, idp_app, a
 
 
 def test_admin_tests_the_connection_and_the_switch_unlocks(live_server, idp_app, acme, page: Page):
-    page.goto(f"{live_server.url}/login")
-    page.get_by_label("Work email").fill("admin@acme.test")
-    page.get_by_role("button", name="Continue").click()
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in_with_password(page, "admin@acme.test", PASSWORD, url=live_server.url)
     page.goto(f"{live_server.url}/settings/security")
     section = page.locator("#sso")
     expect(section.locator("#sso-connection-id")).to_have_text(acme)
