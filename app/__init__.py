@@ -18,7 +18,6 @@ def create_app(config: dict | None = None) -> Flask:
     _configure_logging()
 
     from app import database, errors, extensions, web
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", database.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     extensions.db.init_app(app)
     from app.models.base import render_migration_item
     extensions.migrate.init_app(app, extensions.db, directory=str(Path(app.root_path).parent / "migrations"),

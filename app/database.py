@@ -1,15 +1,35 @@
-"""Engine tuning: SQLite in WAL mode with a busy timeout, so web, worker and cron can share it."""
+"""Engine tuning.
+
+SQLite runs in WAL mode with a busy timeout, so web, worker and cron can share it.
+
+A server connection (PostgreSQL) can go stale in the pool: a database restart or
+failover, a terminated backend, an idle timeout on the way. SQLAlchemy's
+`pool_pre_ping` answers that with a `SELECT 1` round trip on every checkout, which
+on a SCIM PATCH or a SAML sign-in is one round trip in eight. We ping only when it
+can matter:
+
+- the server has already said something on an idle connection. A closing server
+  sends its error and then EOF; poll() sees that without a round trip. Notices
+  can trip it too, and then the ping finds the connection alive;
+- or the connection sat unused for PING_AFTER_IDLE_SECONDS, which covers a
+  silent loss (a NAT or proxy that dropped the flow without a FIN).
+
+A failed ping raises DisconnectionError, and the pool discards the connection and
+checks out a fresh one (its documented "pessimistic" recipe). What remains
+uncaught is a connection lost silently in the last few seconds of a busy
+period, and that one fails a single request, as without any ping.
+"""
 from __future__ import annotations
+
+import select
+import time
 
 from flask import Flask
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import DisconnectionError
 
-
-def engine_options(database_url: str) -> dict:
-    """A server connection can go stale (restarts, idle timeouts), so the pool
-    pings it on checkout; a SQLite file can't, and the ping would be pure cost."""
-    return {} if database_url.startswith("sqlite") else {"pool_pre_ping": True}
+PING_AFTER_IDLE_SECONDS = 10.0
 
 
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
@@ -21,13 +41,44 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor.close()
 
 
+def _mark_idle(dbapi_connection, connection_record) -> None:
+    connection_record.info["idle_since"] = time.monotonic()
+
+
+def _server_spoke(dbapi_connection) -> bool:
+    """Is there input waiting on this idle connection's socket? (No round trip.)"""
+    try:
+        poller = select.poll()
+        poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    except (OSError, ValueError, AttributeError):  # closed already, or no socket to ask
+        return True
+    return bool(poller.poll(0))
+
+
+def liveness_check(dialect: Dialect):
+    """The pool's "checkout" listener for server databases (see the module docstring)."""
+    def check(dbapi_connection, connection_record, connection_proxy) -> None:
+        idle_for = time.monotonic() - connection_record.info.get("idle_since", 0.0)
+        if idle_for < PING_AFTER_IDLE_SECONDS and not _server_spoke(dbapi_connection):
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure: this connection is no use
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+    return check
+
+
 def init_app(app: Flask) -> None:
-    if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        return
-    from pathlib import Path
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     with app.app_context():
         from app.extensions import db
         engine: Engine = db.engine
-        if not event.contains(engine, "connect", _sqlite_pragmas):
-            event.listen(engine, "connect", _sqlite_pragmas)
+        if engine.dialect.name == "sqlite":
+            from pathlib import Path
+            Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+            if not event.contains(engine, "connect", _sqlite_pragmas):
+                event.listen(engine, "connect", _sqlite_pragmas)
+            return
+        if not event.contains(engine, "checkin", _mark_idle):
+            event.listen(engine, "connect", _mark_idle)
+            event.listen(engine, "checkin", _mark_idle)
+            event.listen(engine, "checkout", liveness_check(engine.dialect))

@@ -54,11 +54,3 @@ def test_create_app_refuses_production_without_secret(monkeypatch):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(ConfigError):
         create_app()
-
-
-def test_connections_are_pinged_on_checkout_only_where_they_can_go_stale(app):
-    from app.database import engine_options
-    from app.extensions import db
-    assert engine_options("postgresql+psycopg://db.internal/gatehouse") == {"pool_pre_ping": True}
-    assert engine_options("sqlite:////srv/gatehouse.db") == {}  # a file cannot go stale
-    assert db.engine.pool._pre_ping is (db.engine.dialect.name != "sqlite")
