@@ -95,28 +95,27 @@ def _test_result(cid: str, assertion):
         return _refused(cid, err, summary=assertion.summary)
     actor = db.session.get(User, req.started_by_id) if req.started_by_id else None
     live = connections.mark_tested(conn, actor=actor)
-    entry = signin.log_attempt(live.connection_id, live.workspace_id, outcome="success", email=result.email,
-                               user=result.user, is_test=True,
-                               details={"received_identity": identity, "would_create": result.created},
-                               summary={"issuer": assertion.summary.get("issuer")})
+    log_id = signin.log_attempt(live.connection_id, live.workspace_id, outcome="success", email=result.email,
+                                user=result.user, is_test=True,
+                                details={"received_identity": identity, "would_create": result.created},
+                                summary={"issuer": assertion.summary.get("issuer")})
     db.session.commit()
-    return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
+    return redirect(url_for("sso_admin.test_result", log_id=log_id), 303)
 
 
 def _refused(cid: str, err: SamlError, summary: dict | None = None):
     conn = err.connection or signin.connection_for_log(cid)
-    entry = None
+    is_test, log_id = bool(err.request is not None and err.request.is_test), None
     if conn is not None:
-        is_test = bool(err.request is not None and err.request.is_test)
-        entry = signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="refused", email=err.email,
-                                   is_test=is_test, error=err, summary=summary)
+        log_id = signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="refused", email=err.email,
+                                    is_test=is_test, error=err, summary=summary)
         if is_test:
             actor = db.session.get(User, err.request.started_by_id) if err.request.started_by_id else None
             record(conn.workspace_id, "sso.connection_tested", actor=actor, target=conn, outcome="failed",
                    error=err.code.value)
     db.session.commit()  # after validation, a refusal keeps the request consumed and the assertion used
-    if entry is not None and entry.is_test:
-        return redirect(url_for("sso_admin.test_result", log_id=entry.id), 303)
+    if log_id is not None and is_test:
+        return redirect(url_for("sso_admin.test_result", log_id=log_id), 303)
     return _refusal_page(err)
 
 

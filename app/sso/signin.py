@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
@@ -108,16 +108,21 @@ def trace_of(summary: dict | None, reason: str = "") -> str:
     return json.dumps(parts, default=str)[:TRACE_LIMIT]
 
 
+_INSERT_LOG_ENTRY = insert(SamlLoginLog.__table__)
+
+
 def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: str | None = None,
                 user: User | None = None, is_test: bool = False, error: SamlError | None = None,
-                details: dict | None = None, summary: dict | None = None) -> SamlLoginLog:
-    entry = SamlLoginLog(workspace_id=workspace_id, connection_id=connection_id, outcome=outcome,
-                         email=(email or None) and email[:254], user_id=user.id if user else None, is_test=is_test,
-                         error_code=error.code.value if error else None,
-                         details=_jsonable(details if details is not None else (error.details if error else {})),
-                         trace=trace_of(summary, error.reason if error else ""))
-    db.session.add(entry)
-    return entry
+                details: dict | None = None, summary: dict | None = None) -> int:
+    """Add the attempt to the connection's login log (one INSERT, in the caller's
+    transaction; every sign-in writes one); returns the entry's id."""
+    result = db.session.execute(_INSERT_LOG_ENTRY, {
+        "workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
+        "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
+        "error_code": error.code.value if error else None,
+        "details": _jsonable(details if details is not None else (error.details if error else {})),
+        "trace": trace_of(summary, error.reason if error else "")})
+    return result.inserted_primary_key[0]
 
 
 def _jsonable(details: dict) -> dict:
