@@ -322,6 +322,6 @@ def purge_expired() -> int:
 def configure_library(app) -> None:
     """python3-saml's clock drift is a class constant (process-wide): set it once
     from config; our own window check uses the same value and explains failures.
-    Its schema check (always on in strict mode) gets the compiled-once XSDs."""
-    checks.install_schema_cache()
+    Its schema check (always on in strict mode) and its XPaths get compiled-once caches."""
+    checks.install_library_caches()
     OneLogin_Saml2_Constants.ALLOWED_CLOCK_DRIFT = int(app.config.get("SAML_CLOCK_SKEW_SECONDS", 120))

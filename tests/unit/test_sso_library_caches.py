@@ -1,15 +1,18 @@
-"""python3-saml's schema check with the compiled-once XSDs (app.sso.checks): the same
-contract as the library's own `validate_xml`, which it replaces process-wide."""
+"""python3-saml with compiled-once XSDs and XPaths (app.sso.checks): the same
+contract as the library's own `validate_xml` and `query`, which they replace process-wide."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 from lxml import etree
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from app.sso import checks
-from tests.support.saml_idp import TestIdp
+from tests.support.saml_idp import TestIdp, encode
 
 PROTOCOL = "saml-schema-protocol-2.0.xsd"
 
@@ -22,12 +25,13 @@ def signed_response() -> bytes:
     return etree.tostring(root)
 
 
-def test_the_app_installs_it_into_python3_saml(app):
+def test_the_app_installs_them_into_python3_saml(app):
     assert OneLogin_Saml2_XML.validate_xml is checks._library_validate_xml
+    assert OneLogin_Saml2_XML.query is checks._library_query
 
 
 def test_same_contract_as_the_library(signed_response):
-    shipped = checks.SHIPPED_VALIDATE_XML
+    shipped = checks.SHIPPED["validate_xml"]
     broken = signed_response.replace(b"<saml:Issuer", b"<saml:Unexpected", 1).replace(
         b"</saml:Issuer>", b"</saml:Unexpected>", 1)
     for document, expected in ((signed_response, etree._Element), (broken, "invalid_xml"),
@@ -40,7 +44,7 @@ def test_same_contract_as_the_library(signed_response):
 
 
 def test_doctype_and_text_input_as_the_library_does(signed_response):
-    shipped = checks.SHIPPED_VALIDATE_XML
+    shipped = checks.SHIPPED["validate_xml"]
     doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]>' + signed_response
     assert checks._library_validate_xml(doctype, PROTOCOL) == shipped(doctype, PROTOCOL) == "unloaded_xml"
     as_text = signed_response.decode()
@@ -54,7 +58,7 @@ def test_metadata_schema_too(signed_response):
     metadata = idp.metadata()
     for document in (metadata, signed_response):
         ours = checks._library_validate_xml(document, "saml-schema-metadata-2.0.xsd")
-        theirs = checks.SHIPPED_VALIDATE_XML(document, "saml-schema-metadata-2.0.xsd")
+        theirs = checks.SHIPPED["validate_xml"](document, "saml-schema-metadata-2.0.xsd")
         assert type(ours) is type(theirs)
     assert isinstance(checks._library_validate_xml(metadata, "saml-schema-metadata-2.0.xsd"), etree._Element)
     assert checks._library_validate_xml(signed_response, "saml-schema-metadata-2.0.xsd") == "invalid_xml"
@@ -68,3 +72,83 @@ def test_compiled_once_per_thread():
     thread.start()
     thread.join()
     assert other[0] is not first  # lxml validators are not shared between threads
+
+
+# --- XPaths -------------------------------------------------------------------------------------
+
+SP_ENTITY, SP_ACS = "https://sp.example.test/metadata", "https://sp.example.test/acs"
+
+
+def test_queries_answer_as_the_library_does(signed_response):
+    """The query forms python3-saml uses: absolute, descendant, from a context node, with $tagid."""
+    document = etree.fromstring(signed_response)
+    assertion_id = document.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion").get("ID")
+    signature = document.xpath("//ds:Signature", namespaces=checks.NS)[0]
+    cases = [
+        (document, "/samlp:Response/saml:Issuer", None, None),
+        (document, "//saml:Assertion", None, None),
+        (document, "/samlp:Response/saml:Assertion[@ID=$tagid]/saml:Subject/saml:NameID", None, assertion_id),
+        (document, "/samlp:Response/saml:Assertion[@ID=$tagid]/saml:Conditions", None, "_not-this-one"),
+        (document, ".//ds:Reference", signature, None),
+        (document, "/samlp:Response/saml:EncryptedAssertion", None, None),
+        (document, OneLogin_Saml2_Utils.ASSERTION_SIGNATURE_XPATH, None, None),
+    ]
+    shipped = checks.SHIPPED["query"]
+    for dom, query, context, tagid in cases:
+        ours, theirs = checks._library_query(dom, query, context, tagid), shipped(dom, query, context, tagid)
+        assert ours == theirs, query  # the same nodes, in the same order
+    assert checks._library_query(*cases[2][:2], None, cases[2][3])  # the $tagid case does find the NameID
+
+
+def _process(xml: bytes, settings, *, shipped: bool) -> tuple:
+    """python3-saml's whole validation and read-out, with its own functions or ours."""
+    checks.install_library_caches(shipped=shipped)
+    try:
+        response = OneLogin_Saml2_Response(settings, encode(xml))
+        request = {"https": "on", "http_host": "sp.example.test", "script_name": "/acs", "post_data": {}}
+        valid = response.is_valid(request, "_req")
+        return (valid, response.get_error(), response.get_nameid() if valid else None,
+                response.get_attributes() if valid else None, response.get_assertion_id() if valid else None)
+    finally:
+        checks.install_library_caches()
+
+
+def test_python3_saml_decides_the_same_with_the_caches(signed_response):
+    """Valid, wrapped (a second, unsigned assertion), NameID altered after signing, wrong
+    audience: the library's verdict, error and read-out are the same either way."""
+    idp = TestIdp(entity_id="https://idp.example.test/metadata", sso_url="https://idp.example.test/sso")
+    settings = OneLogin_Saml2_Settings({
+        "strict": True,
+        "sp": {"entityId": SP_ENTITY, "assertionConsumerService": {"url": SP_ACS}},
+        "idp": {"entityId": idp.entity_id, "singleSignOnService": {"url": idp.sso_url},
+                "x509cert": idp.cert_pem.decode()},
+        "security": {"wantAssertionsSigned": True},
+    }, sp_validation_only=True)
+    good = etree.tostring(idp.response(audience=SP_ENTITY, acs_url=SP_ACS, in_response_to="_req",
+                                       email="ada@acme.test"))
+    altered = good.replace(b">ada@acme.test<", b">eve@acme.test<", 1)
+    root = etree.fromstring(good)
+    evil = etree.fromstring(etree.tostring(root.find("{urn:oasis:names:tc:SAML:2.0:assertion}Assertion")))
+    evil.set("ID", "_evil")
+    root.insert(2, evil)
+    wrapped = etree.tostring(root)
+    wrong_audience = etree.tostring(idp.response(audience="https://other.example.test", acs_url=SP_ACS,
+                                                 in_response_to="_req", email="ada@acme.test"))
+    outcomes = {}
+    for name, xml in (("good", good), ("altered", altered), ("wrapped", wrapped), ("audience", wrong_audience)):
+        outcomes[name] = _process(xml, settings, shipped=False)
+        assert outcomes[name] == _process(xml, settings, shipped=True), name
+    assert outcomes["good"][0] is True and outcomes["good"][2] == "ada@acme.test"
+    assert not any(outcomes[name][0] for name in ("altered", "wrapped", "audience"))
+
+
+def test_xpaths_compiled_once_per_thread_and_bounded(signed_response, monkeypatch):
+    document = etree.fromstring(signed_response)
+    checks._library_query(document, "/samlp:Response/saml:Issuer")
+    cache = checks._compiled.xpaths
+    compiled = cache["/samlp:Response/saml:Issuer"]
+    checks._library_query(document, "/samlp:Response/saml:Issuer")
+    assert cache["/samlp:Response/saml:Issuer"] is compiled
+    monkeypatch.setattr(checks, "MAX_CACHED_XPATHS", len(cache))
+    assert checks._library_query(document, "/samlp:Response/@ID") == [document.get("ID")]
+    assert "/samlp:Response/@ID" not in cache  # full: answered, not kept
