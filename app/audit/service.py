@@ -19,7 +19,9 @@ def record(workspace_id: int, action: str, *, actor: User | None = None, actor_l
     `action` is `<kind>.<verb>`, e.g. `member.invited`; the kind is what the
     audit page filters on. One INSERT, at once: events are never read back in
     the request that writes them, so the ORM's unit of work would be pure cost
-    on every change (a third of a SCIM PATCH's flush).
+    on every change (a third of a SCIM PATCH's flush). Without autoflush, so the
+    caller's pending changes still reach the database where the caller flushes
+    (and catches, say, a uniqueness violation), not here.
     """
     if target is not None:
         target_type = target_type or type(target).__name__.lower()
@@ -27,17 +29,18 @@ def record(workspace_id: int, action: str, *, actor: User | None = None, actor_l
         target_id = getattr(target, "id", None)
     else:
         target_id = None
-    db.session.execute(_INSERT_EVENT, {
-        "workspace_id": workspace_id,
-        "action": action,
-        "actor_id": actor.id if actor is not None else None,
-        "actor_label": actor_label or (actor.email if actor is not None else "system"),
-        "target_type": target_type,
-        "target_id": str(target_id) if target_id is not None else None,
-        "target_label": (target_label or "")[:254] or None,
-        "details": {k: v for k, v in details.items() if v is not None},
-        "ip_address": request.remote_addr if has_request_context() else None,
-    })
+    with db.session.no_autoflush:
+        db.session.execute(_INSERT_EVENT, {
+            "workspace_id": workspace_id,
+            "action": action,
+            "actor_id": actor.id if actor is not None else None,
+            "actor_label": actor_label or (actor.email if actor is not None else "system"),
+            "target_type": target_type,
+            "target_id": str(target_id) if target_id is not None else None,
+            "target_label": (target_label or "")[:254] or None,
+            "details": {k: v for k, v in details.items() if v is not None},
+            "ip_address": request.remote_addr if has_request_context() else None,
+        })
 
 
 PAGE_SIZE = 50

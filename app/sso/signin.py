@@ -116,12 +116,13 @@ def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: s
                 details: dict | None = None, summary: dict | None = None) -> int:
     """Add the attempt to the connection's login log (one INSERT, in the caller's
     transaction; every sign-in writes one); returns the entry's id."""
-    result = db.session.execute(_INSERT_LOG_ENTRY, {
-        "workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
-        "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
-        "error_code": error.code.value if error else None,
-        "details": _jsonable(details if details is not None else (error.details if error else {})),
-        "trace": trace_of(summary, error.reason if error else "")})
+    with db.session.no_autoflush:  # like audit events: the caller's changes flush where the caller flushes
+        result = db.session.execute(_INSERT_LOG_ENTRY, {
+            "workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
+            "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
+            "error_code": error.code.value if error else None,
+            "details": _jsonable(details if details is not None else (error.details if error else {})),
+            "trace": trace_of(summary, error.reason if error else "")})
     return result.inserted_primary_key[0]
 
 

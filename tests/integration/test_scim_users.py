@@ -307,3 +307,37 @@ def test_nul_characters_are_400_not_a_503_retry(db_backend, scim):
                      scim.post("/Groups", {"displayName": "a\u0000b"}),
                      scim.patch(f"/Users/{created['id']}", [{"op": "replace", "path": "displayName", "value": "a\u0000"}])):
         assert_scim_error(response, 400, "invalidValue")
+
+
+@pytest.mark.postgres
+def test_an_address_taken_meanwhile_is_409_not_a_retry(db_backend, scim, workspace):
+    """Another member gets the address between our look-up and our write: the unique index
+    decides, and the IdP hears 409 uniqueness (not "busy; retry"), with nothing half written.
+    (SQLite serializes writers, so the other insert can't commit in between: PostgreSQL only.)"""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes the two writers; the race needs concurrent ones")
+    from sqlalchemy import event, insert
+    from app.models import utcnow
+    created = scim.post("/Users", user_body("ada@acme.test")).get_json(force=True)
+    taken = []
+
+    def other_member_takes_it(conn, cursor, statement, parameters, context, executemany):
+        if not taken and 'FROM "user"' in statement and "taken@acme.test" in str(parameters):
+            taken.append(True)
+            with db.engine.begin() as other:
+                other.execute(insert(User.__table__).values(
+                    workspace_id=workspace.id, email="taken@acme.test", email_normalized="taken@acme.test",
+                    name="Other", role="creator", status="active", source="password", session_version=1,
+                    created_at=utcnow(), updated_at=utcnow()))
+
+    event.listen(db.engine, "after_cursor_execute", other_member_takes_it)
+    try:
+        response = scim.patch(f"/Users/{created['id']}", [
+            {"op": "replace", "path": 'emails[type eq "work"].value', "value": "taken@acme.test"}])
+    finally:
+        event.remove(db.engine, "after_cursor_execute", other_member_takes_it)
+    assert taken, "the look-up by address never ran"
+    assert_scim_error(response, 409, "uniqueness")
+    db.session.expire_all()
+    assert db.session.get(User, int(created["id"])).email == "ada@acme.test"
+    assert not db.session.scalar(select(AuditEvent).where(AuditEvent.action == "scim.user_email_changed"))
