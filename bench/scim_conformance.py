@@ -24,7 +24,7 @@ def main() -> None:
     instance = Path(tempfile.mkdtemp(prefix="gatehouse-conformance-"))
     app = gatehouse_app(f"sqlite:///{instance / 'conformance.db'}", instance)
     app.config["BASE_URL"] = "http://localhost"
-    token, _, _ = seed(app, 3)
+    token, _, _, _ = seed(app, 3)
     client = WSGISCIMClient(app, base_url="http://localhost/scim/v2", headers={"Authorization": f"Bearer {token}"})
     counts: dict[str, int] = {}
     for result in check_server(client, raise_exceptions=False):

@@ -30,6 +30,6 @@ def _register_scim_verifier() -> None:
 
     def verify(bearer: str):
         found = verify_access_token(bearer)
-        return ScimPrincipal(found.workspace_id, found.label) if found else None
+        return ScimPrincipal(found.workspace_id, found.label, found.workspace) if found else None
 
     register_bearer_verifier(verify)

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app, g
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.audit.service import record
 from app.extensions import db
@@ -213,19 +213,29 @@ def _tell_admins(token: OAuthToken, reason: str) -> None:
 class VerifiedToken:
     workspace_id: int
     label: str
+    workspace: Workspace  # loaded with the token: the SCIM request needs it next
+
+
+# Every SCIM request from Okta runs this: the token, its client (joined eagerly by the
+# relationship) and the workspace in one statement, built once.
+_ACCESS_TOKEN = (select(OAuthToken, Workspace).join(Workspace, Workspace.id == OAuthToken.workspace_id)
+                 .where(OAuthToken.access_token_hash == bindparam("digest")))
 
 
 def verify_access_token(bearer: str) -> VerifiedToken | None:
     """The workspace an access token provisions, or None (unknown, expired, revoked, not Enterprise)."""
     if not bearer or len(bearer) > 512:
         return None
-    token = db.session.scalar(select(OAuthToken).where(OAuthToken.access_token_hash == hash_secret(bearer)))
-    if token is None or token.is_revoked() or token.is_expired() or not workspace_can_connect(token.workspace_id):
+    row = db.session.execute(_ACCESS_TOKEN, {"digest": hash_secret(bearer)}).first()
+    if row is None:
+        return None
+    token, workspace = row
+    if token.is_revoked() or token.is_expired() or not workspace.is_enterprise:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         db.session.execute(update(OAuthToken).where(OAuthToken.id == token.id).values(last_used_at=now))
-    return VerifiedToken(token.workspace_id, f"OAuth: {token.client.name}"[:100])
+    return VerifiedToken(token.workspace_id, f"OAuth: {token.client.name}"[:100], workspace)
 
 
 # --- the provisioning page ------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import bindparam, select
 
 from app.extensions import db
 from app.models import ScimToken, Workspace, utcnow
+from app.scim.tokens import TOKEN_PREFIX
 from app.security import hash_secret
 
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -52,19 +53,23 @@ def bearer_from_header(header: str | None) -> str | None:
 def authenticate(bearer: str | None) -> ScimPrincipal | None:
     if not bearer or len(bearer) > MAX_BEARER_LENGTH:
         return None
-    digest = hash_secret(bearer)
-    row = db.session.execute(_TOKEN_BY_HASH, {"digest": digest}).first()
-    token = row[0] if row is not None else None
-    # The lookup is by hash (an index), and the final check is constant-time.
-    if token is not None and hmac.compare_digest(token.token_hash, digest):
-        if token.revoked_at is not None:
-            return None
-        now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-            token.last_used_at = now  # committed with the request (or its log entry)
-        return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}", row[1])
+    if bearer.startswith(TOKEN_PREFIX):  # a static SCIM token; anything else is for the verifiers
+        return _static_token(bearer)
     for verifier in list(_verifiers):
         principal = verifier(bearer)
         if principal is not None:
             return principal
     return None
+
+
+def _static_token(bearer: str) -> ScimPrincipal | None:
+    digest = hash_secret(bearer)
+    row = db.session.execute(_TOKEN_BY_HASH, {"digest": digest}).first()
+    token = row[0] if row is not None else None
+    # The lookup is by hash (an index), and the final check is constant-time.
+    if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
+        return None
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        token.last_used_at = now  # committed with the request (or its log entry)
+    return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}", row[1])
