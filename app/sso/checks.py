@@ -66,9 +66,9 @@ def _library_query(dom, query: str, context=None, tagid=None):
     """`OneLogin_Saml2_XML.query` with each XPath compiled once per thread.
 
     python3-saml evaluates about 40 XPaths per response and lxml compiles each
-    one anew (a tenth of the validation). Its queries are constant strings, with
-    the element id passed as the `$tagid` variable, so the cache stays small;
-    it is bounded all the same."""
+    one anew: 0.5 ms, a third of the validation once the schema is cached. Its
+    queries are constant strings, with the element id passed as the `$tagid`
+    variable, so the cache stays small; it is bounded all the same."""
     xpaths = _compiled.__dict__.setdefault("xpaths", {})
     xpath = xpaths.get(query)
     if xpath is None:
