@@ -14,8 +14,9 @@ can matter:
 - or the connection sat unused for PING_AFTER_IDLE_SECONDS, which covers a
   silent loss (a NAT or proxy that dropped the flow without a FIN).
 
-A failed ping raises DisconnectionError, and the pool discards the connection and
-checks out a fresh one (its documented "pessimistic" recipe). What remains
+A failed ping raises InvalidatePoolError (a DisconnectionError), and the pool
+retires every connection pooled before it and checks out a fresh one (its
+documented "pessimistic" recipe, and what pool_pre_ping does on a failed ping). What remains
 uncaught is a connection lost silently in the last few seconds of a busy
 period, and that one fails a single request, as without any ping.
 """
@@ -27,7 +28,7 @@ import time
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 
 PING_AFTER_IDLE_SECONDS = 10.0
 
@@ -50,7 +51,7 @@ def _server_spoke(dbapi_connection) -> bool:
     try:
         poller = select.poll()
         poller.register(dbapi_connection.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
-    except (OSError, ValueError, AttributeError):  # closed already, or no socket to ask
+    except Exception:  # noqa: BLE001 - closed or lost already (drivers raise their own errors): ask the ping
         return True
     return bool(poller.poll(0))
 
@@ -64,7 +65,9 @@ def liveness_check(dialect: Dialect):
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as exc:  # noqa: BLE001 - any failure: this connection is no use
-            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+            # Like pool_pre_ping, retire every connection pooled before now: after a restart or
+            # a failover they are all dead, and each would otherwise pay (or hang in) its own ping.
+            raise InvalidatePoolError(f"pooled connection failed its ping: {exc}") from exc
     return check
 
 

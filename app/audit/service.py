@@ -12,12 +12,14 @@ _INSERT_EVENT = insert(AuditEvent.__table__)
 
 
 def record(workspace_id: int, action: str, *, actor: User | None = None, actor_label: str | None = None,
-           target: object | None = None, target_type: str | None = None, target_label: str | None = None,
-           **details) -> None:
+           target: object | None = None, target_type: str | None = None, target_id: object | None = None,
+           target_label: str | None = None, **details) -> None:
     """Write an audit event in the caller's transaction (it commits or rolls back with the change).
 
     `action` is `<kind>.<verb>`, e.g. `member.invited`; the kind is what the
-    audit page filters on. One INSERT, at once: events are never read back in
+    audit page filters on. The target is an object, or its type, id and label
+    when the row is gone or not loaded (a purge pseudonymises events by target
+    id, so pass it). One INSERT, at once: events are never read back in
     the request that writes them, so the ORM's unit of work would be pure cost
     on every change (a third of a SCIM PATCH's flush). Without autoflush, so the
     caller's pending changes still reach the database where the caller flushes
@@ -26,9 +28,7 @@ def record(workspace_id: int, action: str, *, actor: User | None = None, actor_l
     if target is not None:
         target_type = target_type or type(target).__name__.lower()
         target_label = target_label or getattr(target, "email", None) or getattr(target, "name", None)
-        target_id = getattr(target, "id", None)
-    else:
-        target_id = None
+        target_id = target_id if target_id is not None else getattr(target, "id", None)
     with db.session.no_autoflush:
         db.session.execute(_INSERT_EVENT, {
             "workspace_id": workspace_id,

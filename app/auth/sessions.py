@@ -42,7 +42,7 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
     # One statement, not the ORM's load-and-flush: every sign-in runs it. The last sign-in
     # is not part of the provisioned resource, so the member's SCIM version stays.
     signed_in_at = utcnow()
-    if user.id is None:  # a member created in this request (the Core UPDATE below does not autoflush)
+    if user.id is None:  # a member created in this request: the statement's parameters need the id
         db.session.flush()
     db.session.execute(_RECORD_SIGN_IN, {"user_pk": user.id, "signed_in_at": signed_in_at})
     set_committed_value(user, "last_login_at", signed_in_at)

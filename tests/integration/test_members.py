@@ -286,3 +286,34 @@ def test_a_failing_step_stops_the_purge_with_a_reason(admin_client, leaver):
     assert db.session.get(User, leaver.id) is not None
     page = admin_client.get(f"/settings/members/deletions/{purge.id}").get_data(as_text=True)
     assert "Try again" in page
+
+
+def test_a_deletion_stopped_then_finished_leaves_no_address_in_the_audit_log(admin_client, leaver, jobs):
+    """The "deletion stopped" event names the member; once a retry finishes, it is pseudonymised
+    like every other event about them (it is found by its target id)."""
+    from app.members import deletion
+    leaver_id = leaver.id
+    admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    purge = db.session.scalar(select(UserPurge))
+    user = db.session.get(User, leaver_id)
+    user.status = "active"  # reactivated meanwhile: the first run stops
+    db.session.commit()
+    deletion.run(purge.id)
+    stopped = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.deletion_stopped"))
+    assert stopped.target_id == str(leaver_id) and stopped.target_type == "user"
+
+    user = db.session.get(User, leaver_id)
+    user.status = "deactivated"
+    db.session.commit()
+    response = admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})  # Try again
+    assert response.status_code == 303
+    jobs()
+
+    assert db.session.get(User, leaver_id) is None
+    audit = admin_client.get("/settings/audit").get_data(as_text=True)
+    assert "member.deletion_stopped" in audit and "member.purged" in audit
+    assert "leaver@acme.test" not in audit and "Lee Leaver" not in audit
+    db.session.expire_all()
+    labels = db.session.scalars(select(AuditEvent.target_label).where(AuditEvent.target_id == str(leaver_id)))
+    assert all(label.startswith("Deleted user #") for label in labels)
+

@@ -149,6 +149,12 @@ def test_xpaths_compiled_once_per_thread_and_bounded(signed_response, monkeypatc
     compiled = cache["/samlp:Response/saml:Issuer"]
     checks._library_query(document, "/samlp:Response/saml:Issuer")
     assert cache["/samlp:Response/saml:Issuer"] is compiled
+    other = []
+    thread = threading.Thread(target=lambda: (checks._library_query(document, "/samlp:Response/saml:Issuer"),
+                                              other.append(checks._compiled.xpaths)))
+    thread.start()
+    thread.join()
+    assert other[0] is not cache  # each thread compiles its own
     monkeypatch.setattr(checks, "MAX_CACHED_XPATHS", len(cache))
     assert checks._library_query(document, "/samlp:Response/@ID") == [document.get("ID")]
     assert "/samlp:Response/@ID" not in cache  # full: answered, not kept
