@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from app import create_app
 from app.extensions import db, rq
-from tests.support.servers import PostgresServer, SmtpServer
+from tests.support.servers import CleanupIfKilled, PostgresServer, SmtpServer
 from tests.support.dns import dns_server, dns_zone  # noqa: F401  (fixtures: a real DNS server whose answers tests change)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,10 @@ def redis_url(tmp_path_factory):
     sock = tmp_path_factory.mktemp("vk") / "valkey.sock"
     server = ValkeyServer(port=0, unix_socket_path=sock)
     server.start()
+    cleanup = CleanupIfKilled([sys.executable, "-c", "import sys, redis; "
+                               "redis.Redis(unix_socket_path=sys.argv[1]).shutdown(nosave=True)", sock])
     yield f"unix://{sock}"
+    cleanup.cancel()
     server.stop()
 
 

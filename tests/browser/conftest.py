@@ -22,6 +22,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.extensions import db, rq
 from tests.conftest import REPO, _test_config
+from tests.support.servers import CleanupIfKilled
 
 
 @pytest.fixture(scope="session")
@@ -47,11 +48,12 @@ class LiveServer:
             [str(Path(sys.executable).parent / "rq"), "worker", "--url", self.env["REDIS_URL"], "-w",
              "jobs.worker.AppWorker", "--with-scheduler", "--logging_level", "WARNING", "default", "mail"],
             cwd=REPO, env=self.env, start_new_session=True)
-        self.workers.append(proc)
+        self.workers.append((proc, CleanupIfKilled(["kill", proc.pid])))
         return proc
 
     def stop_workers(self) -> None:
-        for proc in self.workers:
+        for proc, cleanup in self.workers:
+            cleanup.cancel()
             if proc.poll() is None:
                 proc.terminate()
                 try:

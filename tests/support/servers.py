@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -53,12 +55,43 @@ class SmtpServer:
         self.controller.stop()
 
 
+# --- cleaning up after a test run that was killed -------------------------------------------------
+
+_WATCHER = """
+import json, os, subprocess, sys, time
+parent, commands = int(sys.argv[1]), json.loads(sys.argv[2])
+while os.getppid() == parent:  # re-parented once the test process is gone (even if nobody reaps it)
+    time.sleep(0.5)
+for command in commands:
+    subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+class CleanupIfKilled:
+    """Runs `commands` if this test process dies before its fixtures' teardown can (SIGKILL, a
+    `timeout` around pytest): a small watcher process notices, then stops the server we started.
+    On a normal stop, `cancel()` first."""
+
+    def __init__(self, *commands: list):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _WATCHER, str(os.getpid()), json.dumps([[str(a) for a in c] for c in commands])],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cancel(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin") or ["/nonexistent"])[-1])
 
 
-def _as_postgres(*cmd):
+def _postgres_command(*cmd) -> list[str]:
     runuser = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run(runuser + [str(c) for c in cmd], check=True, capture_output=True)
+    return runuser + [str(c) for c in cmd]
+
+
+def _as_postgres(*cmd):
+    subprocess.run(_postgres_command(*cmd), check=True, capture_output=True)
 
 
 class PostgresServer:
@@ -78,11 +111,16 @@ class PostgresServer:
                      "--no-sync")
         _as_postgres(PG_BIN / "pg_ctl", "-D", self.base / "data", "-l", self.base / "log", "-w", "start",
                      "-o", f"-k {self.base} -c listen_addresses='' -c fsync=off -c full_page_writes=off")
+        self.cleanup = CleanupIfKilled(self._stop_command(), ["rm", "-rf", self.base])
         return self
+
+    def _stop_command(self) -> list[str]:
+        return _postgres_command(PG_BIN / "pg_ctl", "-D", self.base / "data", "-m", "immediate", "-w", "stop")
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@/{dbname}?host={self.base}"
 
     def stop(self):
-        _as_postgres(PG_BIN / "pg_ctl", "-D", self.base / "data", "-m", "immediate", "-w", "stop")
+        self.cleanup.cancel()
+        subprocess.run(self._stop_command(), check=True, capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
