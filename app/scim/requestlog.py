@@ -35,8 +35,10 @@ def _mask(value, depth: int = 0):
     if depth > 20:
         return MASK
     if isinstance(value, dict):
-        secret_op = isinstance(value.get("path"), str) and SECRET_KEY_RE.search(value["path"])
-        return {k: (MASK if (isinstance(k, str) and SECRET_KEY_RE.search(k)) or (secret_op and k == "value")
+        # SCIM attribute names are case-insensitive, and so is our PATCH parser: "Path"/"Value" too.
+        keys = {k.lower(): v for k, v in value.items() if isinstance(k, str)}
+        secret_op = isinstance(keys.get("path"), str) and SECRET_KEY_RE.search(keys["path"])
+        return {k: (MASK if isinstance(k, str) and (SECRET_KEY_RE.search(k) or (secret_op and k.lower() == "value"))
                     else _mask(v, depth + 1)) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask(v, depth + 1) for v in value]

@@ -207,6 +207,13 @@ def test_request_log_masks_secrets(scim, workspace):
     assert entry.method == "POST" and entry.status == 201 and entry.path == "/scim/v2/Users"
     assert "s3cret-pass" not in entry.body and "***" in entry.body and scim.token not in (entry.body or "")
     assert entry.user_id is not None and entry.workspace_id == workspace.id
+    # A password set by PATCH, in any spelling of the keys (SCIM names are case-insensitive).
+    for operation in ({"op": "replace", "path": "password", "value": "Hunter2-Secret!"},
+                      {"op": "replace", "Path": "password", "Value": "Hunter2-Secret!"},
+                      {"Op": "Replace", "PATH": "Password", "VALUE": "Hunter2-Secret!"}):
+        assert scim.patch(f"/Users/{entry.user_id}", [operation]).status_code == 200
+        entry = db.session.scalars(select(ScimRequestLog).order_by(ScimRequestLog.id.desc())).first()
+        assert entry.method == "PATCH" and "Hunter2-Secret!" not in entry.body and "***" in entry.body
 
 
 def test_write_responses_match_a_later_read(scim):
