@@ -33,6 +33,11 @@ from sqlalchemy.exc import InvalidatePoolError
 PING_AFTER_IDLE_SECONDS = 10.0
 
 
+def like_escape(value: str) -> str:
+    """`value` as a literal inside a LIKE pattern (use with `escape="\\"`)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")

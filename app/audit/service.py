@@ -1,9 +1,12 @@
 """The audit log: one function writes it, every area calls it."""
 from __future__ import annotations
 
-from flask import has_request_context, request
-from sqlalchemy import func, insert, select
+import re
 
+from flask import has_request_context, request
+from sqlalchemy import Text, cast, func, insert, or_, select, update
+
+from app.database import like_escape
 from app.extensions import db
 from app.models import AuditEvent, User
 
@@ -62,10 +65,59 @@ def kinds(workspace_id: int) -> list[str]:
     return sorted({a.partition(".")[0] for a in actions})
 
 
-def pseudonymise_user(workspace_id: int, user_id: int, label: str) -> None:
-    """Keep a purged user's audit trail, without their identity."""
-    from sqlalchemy import update
+def addresses_of(workspace_id: int, user_id: int, *current: str) -> set[str]:
+    """Every address a member has had, lowercased: `current` and those their email-change
+    events record. The purge looks for all of them (a log row may predate a change)."""
+    addresses = {a.lower() for a in current if a}
+    changes = db.session.scalars(select(AuditEvent.details).where(
+        AuditEvent.workspace_id == workspace_id, AuditEvent.target_type == "user",
+        AuditEvent.target_id == str(user_id), AuditEvent.action.like("%email_changed")))
+    for details in changes:
+        addresses.update(v.lower() for k, v in (details or {}).items() if k in ("old", "new") and isinstance(v, str))
+    return addresses
+
+
+def pseudonymise_user(workspace_id: int, user_id: int, label: str, *, addresses: set[str] = frozenset(),
+                      names: set[str] = frozenset()) -> None:
+    """Keep a purged user's audit trail, without their identity: the actor and target
+    labels, and in `details` any of their `addresses` (wherever it appears, e.g. the old
+    address of an email change, or "transfer_to" on another member's deletion) and any
+    value that is exactly one of their `names` (full name, externalId) in events about them."""
     db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.actor_id == user_id)
                        .values(actor_label=label, actor_id=None))
-    db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.target_type == "user",
-                                                AuditEvent.target_id == str(user_id)).values(target_label=label))
+    about_them = (AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user_id))
+    db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, about_them)
+                       .values(target_label=label))
+    details_text = func.lower(cast(AuditEvent.details, Text))
+    mentions = [details_text.like(f"%{like_escape(a)}%", escape="\\") for a in sorted(addresses)]
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.workspace_id == workspace_id,
+                                                         or_(about_them, *mentions)))
+    lowered_names = {n.lower() for n in names if n}
+    pattern = address_pattern(addresses)
+    for event in events:
+        scrubbed = redact(event.details, label, pattern, lowered_names)
+        if scrubbed != event.details:
+            event.details = scrubbed
+
+
+def address_pattern(addresses: set[str]) -> re.Pattern | None:
+    """Finds any of `addresses` as a whole address: purging lee@x.example leaves
+    ada.lee@x.example and lee@x.example.org alone."""
+    if not addresses:
+        return None
+    alternatives = "|".join(re.escape(a) for a in sorted(addresses, key=len, reverse=True))
+    return re.compile(rf"(?<![\w.%+-])(?:{alternatives})(?![\w-]|\.\w)", re.IGNORECASE)
+
+
+def redact(value, label: str, addresses: re.Pattern | None, names: set[str]):
+    """`value` (JSON-like) with every address `addresses` finds replaced by `label`, and
+    every string that is exactly one of `names` (compared lowercased)."""
+    if isinstance(value, dict):
+        return {k: redact(v, label, addresses, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, label, addresses, names) for v in value]
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() in names:
+        return label
+    return addresses.sub(label, value) if addresses is not None else value

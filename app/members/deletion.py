@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.audit.service import pseudonymise_user, record
+from app.audit.service import address_pattern, addresses_of, pseudonymise_user, record
+from app.database import like_escape
 from app.extensions import db
 from app.members.purge import purge_steps
 from app.models import EmailToken, OutboundEmail, Recording, User, UserStatus, utcnow
@@ -55,7 +57,7 @@ def preview(user: User) -> DeletionPreview:
         groups=count(select(GroupMember.group_id).where(GroupMember.workspace_id == user.workspace_id,
                                                         GroupMember.user_id == user.id)),
         email_links=count(select(EmailToken.id).where(EmailToken.user_id == user.id)),
-        emails=count(_outbound_query(user.workspace_id, user.email_normalized)),
+        emails=count(_outbound_query(user.workspace_id, addresses_of(user.workspace_id, user.id, user.email_normalized))),
     )
 
 
@@ -106,9 +108,10 @@ def start(user: User, *, actor: User, transfer_to: User | None = None) -> UserPu
 
 # --- the batch loop (run by the job) ---------------------------------------------------------
 
-def _outbound_query(workspace_id: int, email_normalized: str):
+def _outbound_query(workspace_id: int, addresses: set[str]):
+    """Mail sent to the member, at any address they have had."""
     return select(OutboundEmail.id).where(OutboundEmail.workspace_id == workspace_id,
-                                          func.lower(OutboundEmail.to) == email_normalized)
+                                          func.lower(OutboundEmail.to).in_(sorted(addresses)))
 
 
 def _delete_ids(model, ids: list) -> int:
@@ -117,7 +120,7 @@ def _delete_ids(model, ids: list) -> int:
     return db.session.execute(delete(model).where(model.id.in_(ids))).rowcount
 
 
-def _member_steps(purge: UserPurge, email_normalized: str) -> list[tuple[str, object]]:
+def _member_steps(purge: UserPurge, addresses: set[str]) -> list[tuple[str, object]]:
     """The member's own rows, as steps `fn(batch_size) -> rows handled`."""
     ws, uid = purge.workspace_id, purge.user_id
 
@@ -136,14 +139,14 @@ def _member_steps(purge: UserPurge, email_normalized: str) -> list[tuple[str, ob
             EmailToken.workspace_id == ws, EmailToken.user_id == uid).limit(batch)).all())
 
     def emails(batch: int) -> int:
-        return _delete_ids(OutboundEmail, db.session.scalars(_outbound_query(ws, email_normalized).limit(batch)).all())
+        return _delete_ids(OutboundEmail, db.session.scalars(_outbound_query(ws, addresses).limit(batch)).all())
 
     name = "recordings_transferred" if purge.transfer_recordings else "recordings_deleted"
     return [(name, recordings), ("email_links", email_links), ("emails", emails)]
 
 
-def _steps(purge: UserPurge, email_normalized: str) -> list[tuple[str, object]]:
-    steps = _member_steps(purge, email_normalized)
+def _steps(purge: UserPurge, addresses: set[str]) -> list[tuple[str, object]]:
+    steps = _member_steps(purge, addresses)
     for name, step in purge_steps().items():
         steps.append((name, lambda batch, step=step: step(purge.workspace_id, purge.user_id, batch)))
     return steps
@@ -166,8 +169,8 @@ def run(purge_id: int, *, batch_size: int = DEFAULT_BATCH_SIZE, pause: float = 0
     user = get_scoped(User, purge.workspace_id, purge.user_id)
     if user is None:
         return _finish(purge)  # an earlier run deleted the row but did not get to mark it done
-    email_normalized = user.email_normalized
-    for name, step in _steps(purge, email_normalized):
+    addresses = addresses_of(purge.workspace_id, purge.user_id, user.email_normalized, purge.user_label)
+    for name, step in _steps(purge, addresses):
         while True:
             db.session.refresh(user, ["status"])
             if user.status != UserStatus.deactivated.value:
@@ -220,7 +223,17 @@ def pseudonym(purge: UserPurge) -> str:
 def _finish(purge: UserPurge, user: User | None = None) -> UserPurge:
     label = pseudonym(purge)
     try:
-        pseudonymise_user(purge.workspace_id, purge.user_id, label)
+        # Everything that still names them: what they were called, and every address they had.
+        current = (user.email_normalized,) if user is not None else ()
+        addresses = addresses_of(purge.workspace_id, purge.user_id, purge.user_label, *current)
+        names = {user.name, user.external_id, f"{user.given_name or ''} {user.family_name or ''}".strip()} \
+            if user is not None else set()
+        names = {n for n in names if n}
+        pseudonymise_user(purge.workspace_id, purge.user_id, label, addresses=addresses, names=names)
+        _redact_mail(purge.workspace_id, label, addresses, names)
+        # Earlier attempts (stopped, then retried) named them on the deletion page too.
+        db.session.execute(update(UserPurge).where(UserPurge.workspace_id == purge.workspace_id,
+                                                   UserPurge.user_id == purge.user_id).values(user_label=label))
         if user is not None:
             db.session.delete(user)
         requester = get_scoped(User, purge.workspace_id, purge.requested_by_id) if purge.requested_by_id else None
@@ -237,6 +250,32 @@ def _finish(purge: UserPurge, user: User | None = None) -> UserPurge:
         return _stop(purge, f"The member's account could not be removed ({type(exc).__name__}); "
                             "their data is deleted. Try again, or contact support.")
     return purge
+
+
+def _redact_mail(workspace_id: int, label: str, addresses: set[str], names: set[str]) -> None:
+    """Mail to other people that names the member (an admin told of their deactivation,
+    of their recovery-code sign-in; invitations they sent) keeps its record, without them:
+    their addresses, and full names of several words (so "Ada" alone never redacts "Adam")."""
+    names = {n.strip().lower() for n in names if n and " " in n.strip()}
+    needles = sorted(addresses | names)
+    if not needles:
+        return
+    columns = (OutboundEmail.subject, OutboundEmail.body_text, OutboundEmail.body_html)
+    mentions = [func.lower(column).like(f"%{like_escape(n)}%", escape="\\") for n in needles for column in columns]
+    by_address = address_pattern(addresses)
+    by_name = re.compile("|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)), re.IGNORECASE) \
+        if names else None
+
+    def scrub(text: str | None) -> str | None:
+        for pattern in (by_address, by_name):
+            if text and pattern is not None:
+                text = pattern.sub(label, text)
+        return text
+
+    for mail in db.session.scalars(select(OutboundEmail).where(OutboundEmail.workspace_id == workspace_id,
+                                                               or_(*mentions))):
+        mail.subject = scrub(mail.subject)[:300]
+        mail.body_text, mail.body_html = scrub(mail.body_text), scrub(mail.body_html)
 
 
 def stalled() -> list[UserPurge]:

@@ -6,6 +6,7 @@ from sqlalchemy import func, or_, select
 from app import mail
 from app.audit.service import record
 from app.auth import tokens
+from app.database import like_escape
 from app.extensions import db
 from app.members.admin_rule import ensure_admin_remains
 from app.models import Role, TokenPurpose, User, UserSource, UserStatus, Workspace, utcnow
@@ -162,7 +163,7 @@ def search_members(workspace_id: int, *, q: str = "", status: str = "", role: st
                    page: int = 1):
     query = select(User).where(User.workspace_id == workspace_id)
     if q:
-        like = "%" + q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = "%" + like_escape(q.strip().lower()) + "%"
         query = query.where(or_(User.email_normalized.like(like, escape="\\"), func.lower(User.name).like(like, escape="\\")))
     if status in {s.value for s in UserStatus}:
         query = query.where(User.status == status)

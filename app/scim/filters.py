@@ -19,6 +19,8 @@ from scim2_models.path import AttrPath, CompareOperator, Comparison, LogicalExpr
 from sqlalchemy import and_, false, func, not_, or_, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
+
+from app.database import like_escape
 from sqlalchemy.types import Integer
 
 from app.scim.errors import invalid_filter
@@ -36,10 +38,6 @@ class strpos(GenericFunction):
 @compiles(strpos, "sqlite")
 def _strpos_sqlite(element, compiler, **kw):
     return f"instr({compiler.process(element.clauses, **kw)})"
-
-
-def like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def parse_filter(text: str):

@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, insert, or_, select
 
 from app.extensions import db
 from app.models import ScimRequestLog, User, utcnow
-from app.scim.filters import like_escape
+from app.audit.service import addresses_of
+from app.database import like_escape
 
 KEEP_FOR = dt.timedelta(days=30)
 KEEP_PER_WORKSPACE = 5000
@@ -82,9 +83,11 @@ def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
         # Requests that named them before they had an id here (a filter, a create) go too. The address
         # is matched whole, as the quoted string it is in a body or a filter, so the entries of
         # ada.lee@x (or lee@x.example) stay when lee@x is purged.
-        pattern = '%"' + like_escape(user.email_normalized) + '"%'
-        about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
-                         func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
+        # Every address they have had: a request may predate an email change.
+        for address in sorted(addresses_of(workspace_id, user_id, user.email_normalized)):
+            pattern = '%"' + like_escape(address) + '"%'
+            about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
+                             func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
     ids = db.session.scalars(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id, about_user)
                              .limit(batch_size)).all()
     if not ids:

@@ -317,3 +317,66 @@ def test_a_deletion_stopped_then_finished_leaves_no_address_in_the_audit_log(adm
     labels = db.session.scalars(select(AuditEvent.target_label).where(AuditEvent.target_id == str(leaver_id)))
     assert all(label.startswith("Deleted user #") for label in labels)
 
+
+
+def everything_in_the_database() -> str:
+    """Every row of every table, as lowercase text: what a purge must leave without the member."""
+    import json
+    chunks = []
+    for table in db.metadata.sorted_tables:
+        for row in db.session.execute(table.select()).mappings():
+            chunks.append(json.dumps({k: v for k, v in row.items()}, default=str, ensure_ascii=False))
+    return "\n".join(chunks).lower()
+
+
+@pytest.mark.postgres
+def test_after_a_purge_nothing_in_the_database_names_the_member(db_backend, admin_client, admin, workspace,
+                                                                 leaver, make_user, jobs):
+    """Their current and former address, their name and their externalId, wherever the
+    app wrote them: audit details (an email change, another deletion's transfer), refused
+    SAML sign-ins in any letter case, SCIM requests under a former address, mail about them
+    sent to the admins, an earlier stopped attempt. A look-alike member is left alone."""
+    from app.audit.service import record
+    from app.members import deletion
+    from app.models import OutboundEmail, SamlLoginLog
+    leaver_id = leaver.id
+    leaver.external_id = "okta-00u1leaver"
+    record(workspace.id, "scim.user_email_changed", actor_label="SCIM: Okta", target=leaver,
+           old="Lee.Old@acme.test", new="leaver@acme.test")
+    record(workspace.id, "scim.user_created", actor_label="SCIM: Okta", target=leaver,
+           external_id="okta-00u1leaver")
+    record(workspace.id, "member.deletion_requested", actor=admin, target_type="user", target_id="999",
+           target_label="someone@acme.test", transfer_to="leaver@acme.test")
+    lookalike = make_user(workspace, "ada.leaver@acme.test", name="Ada Leaver-Smith")
+    record(workspace.id, "member.invited", actor=admin, target=lookalike, email="ada.leaver@acme.test")
+    for email in ("LEAVER@Acme.Test", "lee.old@acme.test"):
+        db.session.add(SamlLoginLog(workspace_id=workspace.id, connection_id="1234-abcde1234", outcome="refused",
+                                    email=email, error_code="user_deactivated", details={},
+                                    trace=f'{{"nameid": "{email}"}}'))
+    db.session.add(ScimRequestLog(workspace_id=workspace.id, method="GET",
+                                  path='/scim/v2/Users?filter=userName eq "lee.old@acme.test"', status=200,
+                                  duration_ms=1, body=None, client="SCIM: Okta"))
+    db.session.add(OutboundEmail(workspace_id=workspace.id, to="admin@acme.test", template="member_deactivated",
+                                 subject="Lee Leaver was deactivated by your identity provider",
+                                 body_text="leaver@acme.test can no longer sign in.", status="sent"))
+    db.session.commit()
+    # A first attempt stops (the member was reactivated meanwhile), then a retry finishes.
+    admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    first = db.session.scalar(select(UserPurge))
+    db.session.get(User, leaver_id).status = "active"
+    db.session.commit()
+    deletion.run(first.id)
+    db.session.get(User, leaver_id).status = "deactivated"
+    db.session.commit()
+    admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    jobs()
+
+    db.session.expire_all()
+    assert db.session.get(User, leaver_id) is None
+    everything = everything_in_the_database()
+    for trace in (r"(?<![\w.])leaver@acme\.test", r"lee\.old@acme\.test", r"lee leaver(?!-)", "okta-00u1leaver"):
+        assert not re.search(trace, everything), trace
+    assert "ada.leaver@acme.test" in everything and "ada leaver-smith" in everything  # the look-alike stays
+    mail = db.session.scalar(select(OutboundEmail).where(OutboundEmail.to == "admin@acme.test",
+                                                         OutboundEmail.template == "member_deactivated"))
+    assert mail.subject.startswith("Deleted user #") and "can no longer sign in" in mail.body_text
