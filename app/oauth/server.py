@@ -95,7 +95,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         service.mark_code_used(authorization_code)
 
     def authenticate_user(self, authorization_code: OAuthAuthorizationCode) -> WorkspaceGrant | None:
-        if not service.workspace_can_connect(authorization_code.workspace_id):
+        if not service.approver_still_may_connect(authorization_code):  # also: the workspace is still Enterprise
             return None
         return WorkspaceGrant(authorization_code.workspace_id, authorization_code.user_id,
                               authorization_code.user_label, authorization_code.id)

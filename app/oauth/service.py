@@ -43,6 +43,13 @@ def approval_refusal(user: User) -> str | None:
     return None
 
 
+def approver_still_may_connect(code: OAuthAuthorizationCode) -> bool:
+    """A code is exchanged after consent: its approver must still be an active admin of an
+    Enterprise workspace then (deactivated or demoted meanwhile: refused)."""
+    approver = db.session.get(User, code.user_id) if code.user_id else None
+    return approver is not None and approver.workspace_id == code.workspace_id and approval_refusal(approver) is None
+
+
 # --- authorization codes --------------------------------------------------------------------
 
 def save_authorization_code(code: str, *, client: OAuthClient, workspace_id: int, user_id: int | None,

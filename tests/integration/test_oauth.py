@@ -10,7 +10,7 @@ import secrets
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import OAuthToken, User
@@ -191,6 +191,21 @@ def test_expired_code_is_refused(admin_client, okta):
     db.session.commit()
     response = exchange(admin_client, okta, code)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("change", ["deactivated", "demoted"])
+def test_a_code_is_refused_once_its_approver_may_no_longer_connect(admin_client, okta, admin, make_user, change):
+    make_user(admin.workspace, "other-admin@acme.test", role="admin")  # so the admin can be demoted
+    code = approve(admin_client, okta)
+    approver = db.session.get(User, admin.id)
+    if change == "deactivated":
+        approver.status = "deactivated"
+    else:
+        approver.role = "creator"
+    db.session.commit()
+    response = exchange(admin_client, okta, code)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+    assert db.session.scalar(select(func.count()).select_from(OAuthToken)) == 0
 
 
 # --- client authentication and redirect URIs -------------------------------------------------
