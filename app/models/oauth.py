@@ -19,7 +19,9 @@ from app.models.base import Base, utcnow
 from app.security import secret_matches
 
 # The scopes a SCIM connection can ask for: `scim` is the API itself; Okta adds
-# `offline_access` to get a refresh token.
+# `offline_access`, which we accept. Every approval gets a rotating refresh token
+# either way (provisioning must outlive an hour-long access token), and the consent
+# page says the connection lasts until an admin revokes it.
 SCIM_SCOPE = "scim"
 SUPPORTED_SCOPES = (SCIM_SCOPE, "offline_access")
 CLIENT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")

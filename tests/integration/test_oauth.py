@@ -137,6 +137,14 @@ def test_pkce_plain_is_refused_back_to_the_client(admin_client, okta):
     assert query["error"] == ["invalid_request"] and query["state"] == ["st-123"]
 
 
+def test_without_offline_access_the_consent_page_still_says_the_connection_lasts(admin_client, okta):
+    """A refresh token is issued either way, and the admin is told before approving."""
+    page = admin_client.get(authorize_url(okta, scope="scim")).get_data(as_text=True)
+    assert "The connection stays until an admin revokes it" in page
+    tokens = exchange(admin_client, okta, approve(admin_client, okta, scope="scim")).get_json()
+    assert tokens["refresh_token"]
+
+
 def test_offline_access_alone_still_grants_scim(admin_client, okta):
     code = approve(admin_client, okta, scope="offline_access")
     tokens = exchange(admin_client, okta, code).get_json()
