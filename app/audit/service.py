@@ -80,11 +80,11 @@ def addresses_of(workspace_id: int, user_id: int, *current: str) -> set[str]:
 def pseudonymise_user(workspace_id: int, user_id: int, label: str, *, addresses: set[str] = frozenset(),
                       names: set[str] = frozenset()) -> None:
     """Keep a purged user's audit trail, without their identity: the actor and target
-    labels, and in `details` any of their `addresses` (wherever it appears, e.g. the old
+    labels, the IP address of what they did, and in `details` any of their `addresses` (wherever it appears, e.g. the old
     address of an email change, or "transfer_to" on another member's deletion) and any
     value that is exactly one of their `names` (full name, externalId) in events about them."""
     db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.actor_id == user_id)
-                       .values(actor_label=label, actor_id=None))
+                       .values(actor_label=label, actor_id=None, ip_address=None))  # their address is theirs too
     about_them = (AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user_id))
     db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, about_them)
                        .values(target_label=label))

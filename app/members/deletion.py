@@ -229,6 +229,10 @@ def _finish(purge: UserPurge, user: User | None = None) -> UserPurge:
         names = {user.name, user.external_id, f"{user.given_name or ''} {user.family_name or ''}".strip()} \
             if user is not None else set()
         names = {n for n in names if n}
+        # Rows written while the steps ran (a refused sign-in, a SCIM request naming them) go too.
+        for name, step in _steps(purge, addresses):
+            while handled := step(DEFAULT_BATCH_SIZE):
+                purge.counts = {**purge.counts, name: purge.counts.get(name, 0) + handled}
         pseudonymise_user(purge.workspace_id, purge.user_id, label, addresses=addresses, names=names)
         _redact_mail(purge.workspace_id, label, addresses, names)
         # Earlier attempts (stopped, then retried) named them on the deletion page too.

@@ -332,7 +332,7 @@ def everything_in_the_database() -> str:
 @pytest.mark.postgres
 def test_after_a_purge_nothing_in_the_database_names_the_member(db_backend, admin_client, admin, workspace,
                                                                  leaver, make_user, jobs):
-    """Their current and former address, their name and their externalId, wherever the
+    """Their current and former address, their name, their externalId and IP address, wherever the
     app wrote them: audit details (an email change, another deletion's transfer), refused
     SAML sign-ins in any letter case, SCIM requests under a former address, mail about them
     sent to the admins, an earlier stopped attempt. A look-alike member is left alone."""
@@ -347,6 +347,8 @@ def test_after_a_purge_nothing_in_the_database_names_the_member(db_backend, admi
            external_id="okta-00u1leaver")
     record(workspace.id, "member.deletion_requested", actor=admin, target_type="user", target_id="999",
            target_label="someone@acme.test", transfer_to="leaver@acme.test")
+    db.session.add(AuditEvent(workspace_id=workspace.id, action="auth.signed_in", actor_id=leaver_id,
+                              actor_label="leaver@acme.test", details={"method": "sso"}, ip_address="203.0.113.7"))
     lookalike = make_user(workspace, "ada.leaver@acme.test", name="Ada Leaver-Smith")
     record(workspace.id, "member.invited", actor=admin, target=lookalike, email="ada.leaver@acme.test")
     for email in ("LEAVER@Acme.Test", "lee.old@acme.test"):
@@ -374,9 +376,38 @@ def test_after_a_purge_nothing_in_the_database_names_the_member(db_backend, admi
     db.session.expire_all()
     assert db.session.get(User, leaver_id) is None
     everything = everything_in_the_database()
-    for trace in (r"(?<![\w.])leaver@acme\.test", r"lee\.old@acme\.test", r"lee leaver(?!-)", "okta-00u1leaver"):
+    for trace in (r"(?<![\w.])leaver@acme\.test", r"lee\.old@acme\.test", r"lee leaver(?!-)", "okta-00u1leaver",
+                  r"203\.0\.113\.7"):
         assert not re.search(trace, everything), trace
     assert "ada.leaver@acme.test" in everything and "ada leaver-smith" in everything  # the look-alike stays
     mail = db.session.scalar(select(OutboundEmail).where(OutboundEmail.to == "admin@acme.test",
                                                          OutboundEmail.template == "member_deactivated"))
     assert mail.subject.startswith("Deleted user #") and "can no longer sign in" in mail.body_text
+
+
+def test_rows_written_while_the_purge_runs_go_too(admin_client, leaver, jobs):
+    """A SCIM request naming them lands after the SCIM-log step has run (here: from a later
+    step); the purge's last transaction sweeps every step once more."""
+    from app.members.purge import _steps, register_purge_step
+    leaver_id, workspace_id = leaver.id, leaver.workspace_id
+    written = []
+
+    def meanwhile(ws, user_id, batch_size):
+        if not written:
+            written.append(True)
+            db.session.add(ScimRequestLog(workspace_id=workspace_id, method="PATCH",
+                                          path=f"/scim/v2/Users/{leaver_id}", status=200, duration_ms=1,
+                                          body=None, client="SCIM: Okta", user_id=leaver_id))
+            db.session.flush()
+        return 0
+
+    admin_client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"})
+    register_purge_step("zz_meanwhile", meanwhile)
+    try:
+        jobs()
+    finally:
+        _steps.pop("zz_meanwhile")
+    assert written and db.session.get(User, leaver_id) is None
+    assert count(ScimRequestLog) == 0
+    purge = db.session.scalar(select(UserPurge))
+    assert purge.state == "done" and purge.counts["scim_request_log"] == 1
