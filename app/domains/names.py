@@ -98,6 +98,11 @@ def normalize_domain(raw: str) -> str:
         name = idna.encode(text, uts46=True, transitional=False).decode("ascii").lower()
     except idna.IDNAError as exc:
         raise InvalidDomain(f"{raw.strip()} is not a valid domain name ({exc}).") from None
+    # UTS 46 maps the ideographic and full-width full stops (。．｡) to "." only now: a root dot
+    # typed on such a keyboard must not make "acme.com." a different domain from acme.com.
+    name = name.removesuffix(".")
+    if not name or ".." in name or name.startswith(".") or name.endswith("."):
+        raise InvalidDomain("That is not a valid domain name: it has an empty label.")
     if "." not in name:
         raise InvalidDomain(f"Enter a full domain such as {name}.com, not a single word.")
     if _looks_numeric(name):

@@ -97,3 +97,18 @@ def test_a_non_enterprise_workspace_sees_the_plan_gate(client, make_workspace):
     assert "Small is on the <strong>Business</strong> plan" in page
     for feature in ("Single sign-on (SAML)", "Authorized domains", "Provisioning (SCIM)"):
         assert feature in page
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("number", ["99999999999999999999999", "9223372036854775808", "0"])
+def test_an_id_past_any_row_is_404_on_every_admin_route(db_backend, app, admin_client, number):
+    """Every /settings route that takes a numeric id, GET and POST: a number too large for the
+    database to bind (or 0) is "not found", never a 500."""
+    rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/settings/") and "<int:" in r.rule]
+    assert len(rules) >= 10
+    for rule in rules:
+        url = rule.rule.split("<int:")[0] + number + rule.rule.split(">", 1)[1]
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            # A valid form where one is needed (a role change checks its form first).
+            response = admin_client.open(url, method=method, data={"role": "creator"} if method == "POST" else None)
+            assert response.status_code == 404, (method, url, response.status_code)

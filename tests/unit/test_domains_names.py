@@ -14,6 +14,9 @@ from app.domains.names import InvalidDomain, normalize_domain, refuse_public
     ("BÜCHER.de", "xn--bcher-kva.de"),
     ("straße.de", "xn--strae-oqa.de"),  # non-transitional: ß stays ß (IDNA 2008), not "ss"
     ("acme.test", "acme.test"),  # special-use names, for demos and tests
+    ("acme.com\u3002", "acme.com"),  # an ideographic full stop as the root dot: the same domain
+    ("acme.com\uff0e", "acme.com"),  # full-width
+    ("acme\uff61com", "acme.com"),  # halfwidth ideographic, between labels
 ])
 def test_normalises(typed, canonical):
     assert normalize_domain(typed) == canonical
@@ -21,6 +24,8 @@ def test_normalises(typed, canonical):
 
 @pytest.mark.parametrize("typed, reason", [
     ("", "Enter a domain"),
+    ("acme.com\u3002\u3002", "not a valid domain name"),
+    ("acme\u3002\u3002com", "not a valid domain name"),
     ("https://example.com", "without http://"),
     ("http://example.com/login", "without http://"),
     ("ftp://example.com", "without http://"),
