@@ -232,14 +232,6 @@ def restart(domain: Domain, *, actor: User) -> None:
 def resend_email(domain: Domain, *, actor: User) -> None:
     if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
         raise DomainError(f"{domain.display_name} is not waiting for an email verification.")
-    now = utcnow()
-    recent = db.session.scalars(select(OutboundEmail.created_at).where(
-        OutboundEmail.topic == _topic(domain), OutboundEmail.created_at > now - dt.timedelta(days=1))).all()
-    if recent and max(recent) > now - RESEND_INTERVAL:
-        raise DomainError("An email was sent less than a minute ago. Wait a minute, and check the spam folder.")
-    if len(recent) >= MAX_EMAILS_PER_DAY:
-        raise DomainError(f"{MAX_EMAILS_PER_DAY} emails were sent for {domain.display_name} today; try again "
-                          "tomorrow, or verify by DNS instead.")
     _send_verification_email(domain, _workspace(domain), actor)
 
 
@@ -289,7 +281,24 @@ def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, rea
 
 # --- the emailed link -------------------------------------------------------------------------
 
+def _refuse_if_inbox_flooded(domain: Domain) -> None:
+    """At most one verification email a minute, and MAX_EMAILS_PER_DAY a day, to any one
+    inbox, however they are asked for (add, resend, another inbox and back, restart, remove
+    and add again) and from whichever workspace: the inbox's owner is who this protects."""
+    now = utcnow()
+    recent = db.session.scalars(select(OutboundEmail.created_at).where(
+        OutboundEmail.to == domain.inbox_address, OutboundEmail.template == "domain_verification",
+        OutboundEmail.created_at > now - dt.timedelta(days=1))).all()
+    if recent and max(recent) > now - RESEND_INTERVAL:
+        raise DomainError(f"An email was sent to {domain.inbox_display} less than a minute ago. Wait a minute, "
+                          "and check the spam folder.")
+    if len(recent) >= MAX_EMAILS_PER_DAY:
+        raise DomainError(f"{MAX_EMAILS_PER_DAY} emails were sent to {domain.inbox_display} today; try again "
+                          "tomorrow, or verify by DNS instead.")
+
+
 def _send_verification_email(domain: Domain, workspace: Workspace, actor: User | None) -> None:
+    _refuse_if_inbox_flooded(domain)
     secret = new_secret()
     domain.email_token_hash = hash_secret(secret)
     domain.email_token_expires_at = utcnow() + LINK_LIFETIME
