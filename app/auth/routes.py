@@ -1,6 +1,8 @@
 """Email-first sign-in, sign-out, password reset and invitation acceptance."""
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
@@ -67,17 +69,41 @@ def password_step():
         return render_template("auth/password.html", form=form, sso_url=sso_url), 422
     if len(outcome.users) > 1:
         # The same email in several workspaces: ask which, after the password proved who they are.
-        session["pending_login"] = [u.id for u in outcome.users]
+        # Each account is remembered with its session version, for a few minutes, once.
+        session["pending_login"] = [[u.id, u.session_version] for u in outcome.users]
+        session["pending_login_at"] = int(time.time())
         session["pending_remember"] = bool(form.remember.data)
         return redirect(url_for("auth.choose_workspace"), 303)
     return _complete(outcome.users[0], remember=form.remember.data)
 
 
+PENDING_LOGIN_SECONDS = 300
+
+
+def _pending_login_users() -> list[User]:
+    """The accounts the password step proved, still signing in by password now: not
+    expired, not changed since (a new password or "sign out everywhere" bumps the session
+    version), and not moved behind SSO meanwhile."""
+    if int(time.time()) - session.get("pending_login_at", 0) > PENDING_LOGIN_SECONDS:
+        return []
+    users = []
+    for entry in session.get("pending_login") or []:
+        if not (isinstance(entry, list) and len(entry) == 2):
+            continue
+        user = db.session.get(User, entry[0]) if isinstance(entry[0], int) else None
+        if user is not None and user.session_version == entry[1] and \
+                sign_in_method(user) is SignInMethod.password:
+            users.append(user)
+    return users
+
+
 @bp.route("/login/workspace", methods=["GET", "POST"])
 def choose_workspace():
-    ids = session.get("pending_login") or []
-    users = [u for u in (db.session.get(User, i) for i in ids) if u is not None and u.is_active]
+    users = _pending_login_users()
     if not users:
+        for key in ("pending_login", "pending_login_at", "pending_remember"):
+            session.pop(key, None)
+        flash("Enter your email and password again.", "info")
         return redirect(url_for("auth.login"))
     form = WorkspaceChoiceForm()
     form.workspace.choices = [(u.workspace_id, u.workspace.name) for u in users]

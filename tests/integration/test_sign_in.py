@@ -9,6 +9,7 @@ from flask import session
 from app.extensions import db
 from app.models import AuditEvent, User
 from tests.conftest import PASSWORD, sign_in
+from tests.support.sso import idp  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.postgres
 
@@ -145,6 +146,42 @@ def test_same_email_in_two_workspaces_asks_which(client, make_workspace, make_us
     with client.session_transaction() as s:
         user = db.session.get(User, int(s["_user_id"].partition(":")[0]))
     assert user.workspace_id == second.id and first.id != second.id
+
+
+@pytest.mark.parametrize("meanwhile", ["sso_turned_on", "password_changed", "five_minutes_passed"])
+def test_the_workspace_choice_is_refused_if_things_changed_meanwhile(client, make_workspace, make_user, idp,
+                                                                     meanwhile):
+    """Between the password step and the choice: SSO turned on for that workspace, the
+    password reset (or "sign out everywhere"), or too long: back to the start, no session.
+    (The choice rides in the session cookie, so a saved copy must not outlive any of these.)"""
+    from app.auth.service import set_password
+    from tests.support.sso import setup_sso
+    first = make_workspace("First", admin_email="root@first.test")
+    second = make_workspace("Second", admin_email="root@second.test")
+    pat = make_user(second, "pat@acme.test", role="admin")
+    make_user(first, "pat@acme.test", role="creator")
+    client.post("/login", data={"email": "pat@acme.test"})
+    response = client.post("/login/password", data={"email": "pat@acme.test", "password": PASSWORD})
+    assert response.headers["Location"] == "/login/workspace"
+    if meanwhile == "sso_turned_on":
+        setup_sso(second, idp)
+        db.session.commit()
+    elif meanwhile == "password_changed":  # as the reset flow does: a new password ends every session
+        user = db.session.get(User, pat.id)
+        set_password(user, "a-brand-new-password-1")
+        user.end_all_sessions()
+        db.session.commit()
+    else:
+        with client.session_transaction() as s:
+            s["pending_login_at"] -= 301
+    done = client.post("/login/workspace", data={"workspace": second.id})
+    with client.session_transaction() as s:
+        assert "_user_id" not in s
+    if meanwhile == "five_minutes_passed":  # nothing left to choose from: start again
+        assert done.status_code == 302 and done.headers["Location"].endswith("/login")
+    else:  # Second is no longer offered; First still is
+        page = done.get_data(as_text=True)
+        assert done.status_code == 422 and "First" in page and "Second" not in page
 
 
 def test_logout_needs_a_post_and_get_confirms(client, admin):
