@@ -63,7 +63,12 @@ def refresh_all_metadata() -> dict:
     ids = db.session.scalars(select(SsoConnection.id).where(SsoConnection.metadata_url.is_not(None))).all()
     results = {}
     for connection_pk in ids:
-        results[connection_pk] = fetch_connection_metadata(connection_pk)
+        try:
+            results[connection_pk] = fetch_connection_metadata(connection_pk)
+        except Exception:  # noqa: BLE001 - one connection's surprise must not stop the others' rotation
+            db.session.rollback()
+            log.exception("metadata refresh of connection %s failed", connection_pk)
+            results[connection_pk] = "error"
     saml.purge_expired()
     db.session.execute(delete(SamlLoginLog).where(SamlLoginLog.created_at < utcnow() - LOGIN_LOG_KEPT))
     db.session.commit()

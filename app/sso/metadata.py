@@ -131,8 +131,8 @@ def _address_allowed(ip: str) -> bool:
 def _resolve(host: str, port: int, *, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise MetadataError(f"The host {host} could not be found.") from exc
+    except (socket.gaierror, UnicodeError, ValueError) as exc:  # UnicodeError: a label IDNA refuses (> 63 chars)
+        raise MetadataError(f"The host {host[:100]} could not be found.") from exc
     addresses = [info[4][0] for info in infos]
     if not allow_private:
         refused = [a for a in addresses if not _address_allowed(a)]
@@ -173,7 +173,10 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
             raise MetadataError("The metadata URL must start with https://.")
         if production and parts.scheme != "https":
             raise MetadataError("The metadata URL must use https.")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:  # e.g. a redirect to https://host:99999/
+            raise MetadataError("The metadata URL (or a redirect from it) has an invalid port.") from exc
         ip = _resolve(parts.hostname, port, allow_private=not production)
         if parts.scheme == "https":
             conn = _PinnedHTTPSConnection(parts.hostname, ip, port=port, timeout=FETCH_TIMEOUT,

@@ -93,6 +93,37 @@ def test_fetch_enforces_the_size_limit_and_status(server):
         fetch_metadata(base + "/gone", production=False)
 
 
+@pytest.fixture
+def redirecting_server():
+    """Answers every GET with a redirect to the path's target, sent as is (a Flask app would
+    refuse to send these malformed locations)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    targets = {"/bad-port": "https://idp.example.test:99999/m", "/bad-host": f"https://{'a' * 64}.example.test/m"}
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", targets[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+def test_a_redirect_to_a_malformed_url_is_a_metadata_error(redirecting_server):
+    """Not a crash of the job (which would stop the daily refresh of every other connection)."""
+    with pytest.raises(MetadataError, match="invalid port"):
+        fetch_metadata(redirecting_server + "/bad-port", production=False)
+    with pytest.raises(MetadataError, match="could not be found"):
+        fetch_metadata(redirecting_server + "/bad-host", production=False)
+
+
 def test_fetch_times_out(server, monkeypatch):
     base, _ = server
     monkeypatch.setattr(metadata, "FETCH_TIMEOUT", 0.3)
