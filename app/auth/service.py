@@ -16,7 +16,7 @@ from app.models import TokenPurpose, User, UserStatus
 from app.urls import external_url
 
 # A constant-time decoy so a missing account costs as much as a wrong password.
-_DECOY_HASH = generate_password_hash("decoy-password-never-matches")
+DECOY_HASH = generate_password_hash("decoy-password-never-matches")
 
 # email -> URL that starts SSO for it, or None. Registered by the SSO area.
 _home_realm: Callable[[str], str | None] | None = None
@@ -51,7 +51,7 @@ def check_password(email: str, password: str) -> PasswordOutcome:
     account until its password is right (no enumeration)."""
     candidates = [u for u in users_with_email(email) if u.password_hash]
     if not candidates:
-        check_password_hash(_DECOY_HASH, password)
+        check_password_hash(DECOY_HASH, password)
         return PasswordOutcome([])
     matched = [u for u in candidates if check_password_hash(u.password_hash, password)]
     allowed, refusal = [], None

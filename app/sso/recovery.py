@@ -10,7 +10,7 @@ from werkzeug.security import check_password_hash
 
 from app import mail
 from app.audit.service import record
-from app.auth.service import users_with_email
+from app.auth.service import DECOY_HASH, users_with_email
 from app.extensions import db
 from app.models import RecoveryCode, Role, User, UserStatus, utcnow
 from app.security import hash_secret
@@ -60,11 +60,13 @@ def sign_in_with_code(email: str, password: str, code: str) -> User:
     refused = RecoveryRefused("That email, password and recovery code don't match an admin of a workspace "
                               "that uses single sign-on.")
     code_hash = hash_secret(normalize(code))
+    password_checked = False
     for user in users_with_email(email):
         if user.role != Role.admin.value or user.status != UserStatus.active.value or not user.password_hash:
             continue
         if enforced_connection(user.workspace_id) is None:
             continue
+        password_checked = True
         if not check_password_hash(user.password_hash, password):
             continue
         row = db.session.scalar(select(RecoveryCode).where(
@@ -82,6 +84,8 @@ def sign_in_with_code(email: str, password: str, code: str) -> User:
         record(user.workspace_id, "sso.recovery_code_used", actor=user, target=user, codes_left=left)
         _tell_other_admins(user, left)
         return user
+    if not password_checked:  # as long as a real check: the time taken must not tell who is an admin here
+        check_password_hash(DECOY_HASH, password)
     raise refused
 
 

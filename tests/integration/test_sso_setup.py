@@ -241,6 +241,26 @@ def test_password_refused_under_enforcement(client, sso, make_user):  # noqa: F8
 
 
 @pytest.mark.postgres
+def test_recovery_refusals_all_cost_one_password_check(app, sso, make_user, admin, monkeypatch):  # noqa: F811
+    """Unknown email, a member who is no admin, an admin with the wrong password: each refusal
+    runs exactly one password hash, so its timing doesn't tell who is an admin here."""
+    from app.sso import recovery
+    make_user(sso.workspace, "member@acme.test")
+    checks = []
+    real_check = recovery.check_password_hash
+
+    def counted(*args):
+        checks.append(args)
+        return real_check(*args)
+
+    monkeypatch.setattr(recovery, "check_password_hash", counted)
+    for email in ("nobody@acme.test", "member@acme.test", admin.email):
+        checks.clear()
+        with pytest.raises(recovery.RecoveryRefused):
+            recovery.sign_in_with_code(email, "wrong-password", "abcd-efgh-jkmn")
+        assert len(checks) == 1, email
+
+
 def test_recovery_code_is_single_use_audited_and_mailed(app, sso, make_user, admin):  # noqa: F811
     from app.sso import recovery
     other_admin = make_user(sso.workspace, "second@acme.test", role="admin")
