@@ -100,7 +100,8 @@ def apply_lookup(domain: Domain, result: TxtLookup, *, now: dt.datetime, schedul
             _schedule_pending(domain, now, scheduled)
     elif domain.status == DomainStatus.pending.value:
         _schedule_pending(domain, now, scheduled)
-    # expired / failed domains only show what we found until someone restarts them
+    # An expired or failed domain: a check that finds the record ("Re-check now") verifies it
+    # again, since the proof is back; otherwise it only shows what we found until a restart.
 
 
 def _schedule_pending(domain: Domain, now: dt.datetime, scheduled: bool) -> None:

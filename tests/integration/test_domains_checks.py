@@ -136,6 +136,23 @@ def test_backoff_schedule_then_expired_and_restart(admin_client, dns_zone, jobs,
     assert reload(domain).status == "verified"
 
 
+def test_an_expired_domain_whose_record_is_back_is_verified_by_re_check_now(admin_client, dns_zone, jobs,
+                                                                              workspace):
+    """The record published after the 7 days: "Re-check now" on the expired row finds it, and
+    the proof is enough (no restart needed)."""
+    domain = add(admin_client)
+    jobs()
+    make_due(domain, started_at=utcnow() - verification.PENDING_FOR)
+    sweep_domains()
+    jobs()
+    assert reload(domain).status == "expired"
+    assert "Re-check now" in row_html(admin_client, domain)
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    admin_client.post(f"/settings/domains/{domain.id}/check")
+    jobs()
+    assert reload(domain).status == "verified"
+
+
 @pytest.mark.postgres
 def test_sweep_batches_domains_into_few_jobs(db_backend, app, workspace, dns_zone, jobs):
     from app.domains.service import add_domain
