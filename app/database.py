@@ -16,9 +16,9 @@ can matter:
 
 A failed ping raises InvalidatePoolError (a DisconnectionError), and the pool
 retires every connection pooled before it and checks out a fresh one (its
-documented "pessimistic" recipe, and what pool_pre_ping does on a failed ping). What remains
-uncaught is a connection lost silently in the last few seconds of a busy
-period, and that one fails a single request, as without any ping.
+documented "pessimistic" recipe, and what pool_pre_ping does on a failed ping).
+What remains uncaught is a connection lost silently in the last few seconds of a
+busy period, and that one fails a single request, as without any ping.
 """
 from __future__ import annotations
 

@@ -80,9 +80,10 @@ def addresses_of(workspace_id: int, user_id: int, *current: str) -> set[str]:
 def pseudonymise_user(workspace_id: int, user_id: int, label: str, *, addresses: set[str] = frozenset(),
                       names: set[str] = frozenset()) -> None:
     """Keep a purged user's audit trail, without their identity: the actor and target
-    labels, the IP address of what they did, and in `details` any of their `addresses` (wherever it appears, e.g. the old
-    address of an email change, or "transfer_to" on another member's deletion) and any
-    value that is exactly one of their `names` (full name, externalId) in events about them."""
+    labels, the IP address of what they did, and in `details` any of their `addresses`
+    (wherever it appears, e.g. the old address of an email change, or "transfer_to" on
+    another member's deletion) and any value that is exactly one of their `names` (full
+    name, externalId) in events about them."""
     db.session.execute(update(AuditEvent).where(AuditEvent.workspace_id == workspace_id, AuditEvent.actor_id == user_id)
                        .values(actor_label=label, actor_id=None, ip_address=None))  # their address is theirs too
     about_them = (AuditEvent.target_type == "user") & (AuditEvent.target_id == str(user_id))
@@ -93,9 +94,9 @@ def pseudonymise_user(workspace_id: int, user_id: int, label: str, *, addresses:
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.workspace_id == workspace_id,
                                                          or_(about_them, *mentions)))
     lowered_names = {n.lower() for n in names if n}
-    pattern = address_pattern(addresses)
+    by_address = address_pattern(addresses)
     for event in events:
-        scrubbed = redact(event.details, label, pattern, lowered_names)
+        scrubbed = redact(event.details, label, by_address, lowered_names)
         if scrubbed != event.details:
             event.details = scrubbed
 
@@ -109,15 +110,15 @@ def address_pattern(addresses: set[str]) -> re.Pattern | None:
     return re.compile(rf"(?<![\w.%+-])(?:{alternatives})(?![\w-]|\.\w)", re.IGNORECASE)
 
 
-def redact(value, label: str, addresses: re.Pattern | None, names: set[str]):
-    """`value` (JSON-like) with every address `addresses` finds replaced by `label`, and
-    every string that is exactly one of `names` (compared lowercased)."""
+def redact(value, label: str, by_address: re.Pattern | None, names: set[str]):
+    """`value` (JSON-like) with every address `by_address` (an `address_pattern`) finds
+    replaced by `label`, and every string that is exactly one of `names` (lowercased)."""
     if isinstance(value, dict):
-        return {k: redact(v, label, addresses, names) for k, v in value.items()}
+        return {k: redact(v, label, by_address, names) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v, label, addresses, names) for v in value]
+        return [redact(v, label, by_address, names) for v in value]
     if not isinstance(value, str):
         return value
     if value.strip().lower() in names:
         return label
-    return addresses.sub(label, value) if addresses is not None else value
+    return by_address.sub(label, value) if by_address is not None else value

@@ -57,7 +57,8 @@ def preview(user: User) -> DeletionPreview:
         groups=count(select(GroupMember.group_id).where(GroupMember.workspace_id == user.workspace_id,
                                                         GroupMember.user_id == user.id)),
         email_links=count(select(EmailToken.id).where(EmailToken.user_id == user.id)),
-        emails=count(_outbound_query(user.workspace_id, addresses_of(user.workspace_id, user.id, user.email_normalized))),
+        emails=count(_outbound_query(user.workspace_id,
+                                     addresses_of(user.workspace_id, user.id, user.email_normalized))),
     )
 
 

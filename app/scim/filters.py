@@ -19,10 +19,9 @@ from scim2_models.path import AttrPath, CompareOperator, Comparison, LogicalExpr
 from sqlalchemy import and_, false, func, not_, or_, true
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
-
-from app.database import like_escape
 from sqlalchemy.types import Integer
 
+from app.database import like_escape
 from app.scim.errors import invalid_filter
 
 MAX_FILTER_LENGTH = 4096

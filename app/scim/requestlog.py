@@ -8,10 +8,10 @@ import re
 
 from sqlalchemy import delete, func, insert, or_, select
 
-from app.extensions import db
-from app.models import ScimRequestLog, User, utcnow
 from app.audit.service import addresses_of
 from app.database import like_escape
+from app.extensions import db
+from app.models import ScimRequestLog, User, utcnow
 
 KEEP_FOR = dt.timedelta(days=30)
 KEEP_PER_WORKSPACE = 5000
