@@ -48,6 +48,12 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
     set_committed_value(user, "last_login_at", signed_in_at)
 
 
+def keep_this_session(user: User) -> None:
+    """After `user.end_all_sessions()` by the user themself: their other sessions end, this
+    one carries on under the new session version (its clocks and sign-in method unchanged)."""
+    login_user(user, fresh=session.get("_fresh", False))
+
+
 def end_session() -> None:
     logout_user()
     session.clear()

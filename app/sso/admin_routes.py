@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from app import once
 from app.auth.decorators import admin_required
+from app.auth.sessions import keep_this_session
 from app.errors import abort_with
 from app.extensions import db
 from app.htmx import wants_fragment
@@ -241,6 +242,7 @@ def enable():
     except (ConnectionError_, LastAdminError) as exc:
         db.session.rollback()
         return render_template("sso/preview.html", live=live, affected=affected, form=form, error=str(exc)), 422
+    keep_this_session(current_user._get_current_object())
     codes = recovery.generate(current_user) if recovery.unused_count(current_user) == 0 else None
     db.session.commit()
     if codes:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.audit.service import record
 from app.extensions import db
 from app.scoping import scoped
-from app.models import Role, SsoCertificate, SsoConnection, User, Workspace, utcnow
+from app.models import Role, SsoCertificate, SsoConnection, User, UserStatus, Workspace, utcnow
 from app.models.sso import ConnectionState, IdpKind
 from app.sso.metadata import CertificateInfo, IdpConfig, MetadataError, parse_metadata, read_certificate
 
@@ -272,14 +272,16 @@ def enable(workspace_id: int, *, actor: User | None, override: bool = False) -> 
     ensure_admin_remains(workspace_id, policy_check=will_sign_in_after_enabling)
     conn.state = ConnectionState.on.value
     conn.enabled_at = utcnow()
-    # Members outside the authorized domains are blocked from now on: their open
-    # sessions end too (the admin who confirmed keeps theirs, to see the recovery codes).
-    from app.domains.service import members_outside_authorized_domains
-    blocked = [u for u in members_outside_authorized_domains(workspace_id) if actor is None or u.id != actor.id]
-    for user in blocked:
+    # From now on the IdP decides who is signed in, so every open session ends, password
+    # ones and remember-me cookies included: someone the IdP no longer knows, or a member
+    # now blocked, must not keep weeks of access through a session that predates SSO. The
+    # admin who confirmed is signed out elsewhere too; the route keeps their session in this
+    # browser (keep_this_session), to show the recovery codes.
+    members = db.session.scalars(scoped(User, workspace_id).where(User.status == UserStatus.active.value)).all()
+    for user in members:
         user.end_all_sessions()
     record(workspace_id, "sso.enabled", actor=actor, actor_label=None if actor else "operator (CLI)", target=conn,
-           override=override or None, sessions_ended=len(blocked) or None)
+           override=override or None, sessions_ended=len(members) or None)
     return conn
 
 
@@ -296,7 +298,6 @@ def lockout_preview(workspace_id: int) -> dict[str, list[User]]:
     """Who turning SSO on affects, by name: who must use SSO, who is blocked
     (the domains area's rule for "outside the authorized domains")."""
     from app.domains.service import members_outside_authorized_domains
-    from app.models import UserStatus
     blocked = members_outside_authorized_domains(workspace_id)
     outside = {u.id for u in blocked}
     members = db.session.scalars(scoped(User, workspace_id).where(User.status == UserStatus.active.value)

@@ -47,7 +47,7 @@ def test_create_with_enable_turns_sso_on_audited(runner, client, workspace, idp,
     cid = result.stdout.strip()
     assert "operator override" in result.stderr
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.enabled"))
-    assert event.actor_label == "operator (CLI)" and event.details == {"override": True}
+    assert event.actor_label == "operator (CLI)" and event.details == {"override": True, "sessions_ended": 2}  # the admin's and Ada's
     h = SsoHarness(workspace, idp, cid)
     assert h.sign_in(client, "ada@acme.test").status_code == 303
     assert signed_in_email(client) == "ada@acme.test"

@@ -182,6 +182,7 @@ def test_metadata_url_that_fails_is_explained(admin_client, jobs):
 def test_staged_switch_from_custom_app_to_okta_catalog_without_lockout(app, admin_client, workspace, idp,  # noqa: F811
                                                                         make_user):
     h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
     make_user(workspace, "ada@acme.test")
     new_idp = TestIdp(entity_id="http://www.okta.com/exk-catalog", sso_url="https://acme.okta.example/sso")
     admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
@@ -210,6 +211,7 @@ def test_staged_switch_from_custom_app_to_okta_catalog_without_lockout(app, admi
 
 def test_failed_draft_test_leaves_the_live_connection_alone(app, admin_client, workspace, idp, make_user):  # noqa: F811
     h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
     make_user(workspace, "ada@acme.test")
     admin_client.post(f"{SSO}/certificates", data={"certificate": make_key_and_cert("next")[1].decode()})
     result = run_test_login(admin_client, h, "admin@acme.test", keys=make_key_and_cert("bogus"))
@@ -330,6 +332,7 @@ def test_test_result_for_unknown_and_deactivated_users(admin_client, workspace, 
 
 def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admin):  # noqa: F811
     from app.sso import recovery
+    assert sso.sign_in(admin_client, admin.email).status_code == 303  # SSO on signed everyone out
     old = recovery.generate(admin)
     db.session.commit()
     once = once_token_from(page(admin_client))
@@ -379,41 +382,65 @@ def test_accepting_an_invitation_under_enforcement_does_not_sign_in_with_a_passw
     assert db.session.scalar(select(User.status).where(User.email_normalized == email)) == "active"
 
 
-def test_turning_sso_on_ends_the_sessions_of_members_it_blocks(app, workspace, idp, make_user):  # noqa: F811
+def test_turning_sso_on_ends_every_open_session(app, workspace, admin, idp, make_user):  # noqa: F811
+    """From then on the IdP decides who is signed in: password sessions and remember-me
+    cookies of members who must now use SSO end as well as those of members it blocks."""
     inside = make_user(workspace, "ada@acme.test")
     outside = make_user(workspace, "bob@elsewhere.example")
-    inside_client, outside_client = app.test_client(), app.test_client()
+    inside_client, outside_client, remembered = app.test_client(), app.test_client(), app.test_client()
     sign_in(inside_client, inside.email)
     sign_in(outside_client, outside.email)
-    setup_sso(workspace, idp)  # acme.test verified, SSO turned on
-    assert outside_client.get("/library").status_code == 302  # blocked now: the open session ended
-    assert inside_client.get("/library").status_code == 200   # may keep working; next sign-in goes through SSO
+    remembered.post("/login", data={"email": admin.email})
+    remembered.post("/login/password", data={"email": admin.email, "password": PASSWORD, "remember": "y"})
+    assert remembered.get_cookie("remember_token") is not None
+    remembered.delete_cookie("session")  # a browser restarted: only the remember-me cookie is left
+    assert remembered.get("/library").status_code == 200
+
+    h = setup_sso(workspace, idp)  # acme.test verified, SSO turned on
+    for client in (inside_client, outside_client, remembered):
+        assert client.get("/library").status_code == 302
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "sso.enabled"))
-    assert event.details["sessions_ended"] == 1
+    assert event.details["sessions_ended"] == 3  # the admin, Ada and Bob
+    assert h.sign_in(inside_client, inside.email).status_code == 303  # back in, through the IdP
+    assert signed_in_email(inside_client) == "ada@acme.test"
 
 
-def _labs_member_signed_in(app, workspace, make_user):
-    """acme-labs.test verified too, and its member signed in with a password before SSO was on."""
+def test_the_admin_who_turns_sso_on_stays_signed_in_in_that_browser_only(app, admin_client, workspace, admin,  # noqa: F811
+                                                                          idp):
+    """To save the recovery codes shown next; their other browsers are signed out like everyone's."""
+    h = setup_sso(workspace, idp, enable=False)
+    other_browser = app.test_client()
+    sign_in(other_browser, admin.email)
+    assert "Test succeeded" in run_test_login(admin_client, h, admin.email)
+    assert "signs everyone out, including your other browsers" in page(admin_client, f"{SSO}/preview")
+    response = admin_client.post(f"{SSO}/enable", data={"confirm": "y"})
+    assert response.status_code == 200 and "recovery" in response.get_data(as_text=True).lower()
+    assert db.session.scalar(select(SsoConnection)).is_on
+    assert signed_in_email(admin_client) == admin.email
+    assert "SSO is on" in page(admin_client)
+    assert other_browser.get("/library").status_code == 302
+
+
+def _labs_verified(workspace):
+    """acme-labs.test verified too: its members sign in through the IdP once SSO is on."""
     from app.domains.service import add_domain
     labs = add_domain(workspace, "acme-labs.test", verified=True)
     db.session.commit()
-    carol = make_user(workspace, "carol@acme-labs.test")
-    carol_client = app.test_client()
-    sign_in(carol_client, carol.email)
-    return labs, carol, carol_client
+    return labs
 
 
 def test_removing_a_domain_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, admin, idp,  # noqa: F811
                                                                             make_user):
     """The admin who removes it too, if it was their domain: another admin (on acme.test) still signs in."""
     from app.domains.service import remove_domain
-    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
+    labs = _labs_verified(workspace)
+    make_user(workspace, "carol@acme-labs.test")
     lead = make_user(workspace, "lead@acme-labs.test", role="admin")
-    lead_client, admin_client = app.test_client(), app.test_client()
-    sign_in(lead_client, lead.email)
-    sign_in(admin_client, admin.email)
-    setup_sso(workspace, idp)
-    assert carol_client.get("/library").status_code == 200  # covered by acme-labs.test: not blocked yet
+    h = setup_sso(workspace, idp)
+    carol_client, lead_client, admin_client = app.test_client(), app.test_client(), app.test_client()
+    for client, email in ((carol_client, "carol@acme-labs.test"), (lead_client, lead.email),
+                          (admin_client, admin.email)):
+        assert h.sign_in(client, email).status_code == 303
 
     remove_domain(labs, actor=lead)
     db.session.commit()
@@ -429,11 +456,13 @@ def test_removing_a_domain_under_sso_ends_the_sessions_of_members_it_blocks(app,
 def test_a_domain_failing_under_sso_ends_the_sessions_of_members_it_blocks(app, workspace, idp, make_user):  # noqa: F811
     from app.domains import verification
     from app.models import utcnow
-    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
-    inside = make_user(workspace, "ada@acme.test")
-    inside_client = app.test_client()
-    sign_in(inside_client, inside.email)
-    setup_sso(workspace, idp)
+    labs = _labs_verified(workspace)
+    make_user(workspace, "carol@acme-labs.test")
+    make_user(workspace, "ada@acme.test")
+    h = setup_sso(workspace, idp)
+    carol_client, inside_client = app.test_client(), app.test_client()
+    assert h.sign_in(carol_client, "carol@acme-labs.test").status_code == 303
+    assert h.sign_in(inside_client, "ada@acme.test").status_code == 303
 
     labs.record_missing_since = utcnow() - verification.GRACE
     verification.fail(labs, utcnow())  # what the DNS sweep does once the grace period is over
@@ -447,7 +476,10 @@ def test_a_domain_failing_under_sso_ends_the_sessions_of_members_it_blocks(app, 
 
 def test_removing_a_domain_without_sso_ends_no_session(app, workspace, admin, make_user):
     from app.domains.service import remove_domain
-    labs, carol, carol_client = _labs_member_signed_in(app, workspace, make_user)
+    labs = _labs_verified(workspace)
+    carol = make_user(workspace, "carol@acme-labs.test")
+    carol_client = app.test_client()
+    sign_in(carol_client, carol.email)
     remove_domain(labs, actor=admin)
     db.session.commit()
     assert carol_client.get("/library").status_code == 200  # passwords still work without SSO
@@ -465,18 +497,20 @@ def test_members_outside_the_domains_are_said_to_be_blocked_now_once_sso_is_on(a
         return " ".join(admin_client.get("/settings/domains/outside-members", headers={"HX-Request": "true"})
                         .get_data(as_text=True).split())
     assert "1 member will be <strong>blocked from signing in</strong> once SSO is enforced" in panel()
-    setup_sso(workspace, idp, domain=None)
+    h = setup_sso(workspace, idp, domain=None)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
     assert "1 member is <strong>blocked from signing in</strong> now: SSO is on" in panel()
 
 
 def test_with_sso_on_the_page_leads_with_its_state_and_folds_the_setup(admin_client, workspace, idp):  # noqa: F811
-    setup_sso(workspace, idp, enable=False)
+    h = setup_sso(workspace, idp, enable=False)
     html = page(admin_client)
     assert re.search(r'<details class="sso-setup"\s+open>', html) and "5. Turn SSO on" in html
     assert "Unlocks after a successful test login" in html
     from app.sso import connections
     connections.enable(workspace.id, actor=None, override=True)
     db.session.commit()
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
     html = page(admin_client)
     assert html.index("SSO is on") < html.index("1. Identity provider")
     assert re.search(r'<details class="sso-setup"\s*>', html) and "5. Turn SSO on" not in html
@@ -502,6 +536,7 @@ def test_a_setup_never_turned_on_can_be_cancelled(db_backend, admin_client, work
 
 def test_a_live_connection_cannot_be_cancelled(admin_client, workspace, idp):  # noqa: F811
     h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
     assert "Cancel SSO setup" not in page(admin_client)
     response = admin_client.post(f"{SSO}/cancel", headers={"HX-Request": "true"})
     assert response.status_code == 422 and "turn it off before removing" in response.get_data(as_text=True)
