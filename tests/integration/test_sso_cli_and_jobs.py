@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import AuditEvent, OutboundEmail, SsoCertificate, SsoConnection
 from app.models.sso import CONNECTION_ID_PATTERN
 from tests.support.saml_idp import TestIdp, make_key_and_cert
-from tests.support.sso import SsoHarness, idp, signed_in_email  # noqa: F401
+from tests.support.sso import SsoHarness, idp, setup_sso, signed_in_email  # noqa: F401
 
 
 @pytest.fixture
@@ -150,6 +150,23 @@ def test_expiring_certificate_is_flagged_on_the_page(admin_client, workspace):
     db.session.commit()
     html = admin_client.get("/settings/security").get_data(as_text=True)
     assert re.search(r"Expires in (9|10) days", html) and "expires soon" in html
+
+
+def test_an_expired_certificate_is_flagged_and_still_verifies(app, admin_client, workspace, make_user):
+    """Deliberate: the trust is in the key the admin gave us, not in its dates (IdPs keep signing
+    with a lapsed certificate, and refusing it would lock everyone out the day it lapses)."""
+    from app.sso import connections
+    lapsed = TestIdp(keys=make_key_and_cert("lapsed", days=-0.5))
+    h = setup_sso(workspace, lapsed)
+    make_user(workspace, "ada@acme.test")
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303  # SSO on signed everyone out
+    html = " ".join(admin_client.get("/settings/security").get_data(as_text=True).split())
+    assert "Expired" in html and "A signing certificate has expired. Sign-in still works with it" in html
+    assert "expires soon" not in html
+    member = app.test_client()
+    assert h.sign_in(member, "ada@acme.test").status_code == 303
+    assert signed_in_email(member) == "ada@acme.test"
+    assert connections.live_connection(workspace.id).is_on
 
 
 def test_metadata_the_saml_library_refuses_is_explained_and_does_not_stop_other_refreshes(
