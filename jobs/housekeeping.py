@@ -1,9 +1,9 @@
-"""Housekeeping: expired links and invitations, and mail the queue lost."""
+"""Housekeeping: expired links and invitations, mail the queue lost, and old mail."""
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app.extensions import db
 from app.models import EmailToken, OutboundEmail, TokenPurpose, User, UserStatus, utcnow
@@ -11,6 +11,7 @@ from jobs.worker import app_job
 
 STALE_MAIL_AFTER = dt.timedelta(minutes=5)
 KEEP_USED_TOKENS = dt.timedelta(days=30)
+KEEP_MAIL = dt.timedelta(days=90)  # who was mailed what, for the admins' "email sent" states; then it goes
 
 
 @app_job
@@ -40,8 +41,15 @@ def housekeeping() -> dict:
     stale = db.session.scalars(select(OutboundEmail.id).where(
         OutboundEmail.status == "queued", OutboundEmail.created_at < now - STALE_MAIL_AFTER,
         (OutboundEmail.next_attempt_at.is_(None)) | (OutboundEmail.next_attempt_at < now - STALE_MAIL_AFTER))).all()
+    # Mail that gave up keeps no body (it may carry a single-use link; a resend makes a new row),
+    # and no mail row outlives KEEP_MAIL: each names a person's address.
+    wiped = db.session.execute(update(OutboundEmail).where(
+        OutboundEmail.status == "failed", OutboundEmail.body_text.is_not(None) | OutboundEmail.body_html.is_not(None))
+        .values(body_text=None, body_html=None)).rowcount
+    deleted_mail = db.session.execute(delete(OutboundEmail).where(OutboundEmail.created_at < now - KEEP_MAIL)).rowcount
     db.session.commit()
     from jobs.mail import enqueue_delivery
     for email_id in stale:
         enqueue_delivery(email_id)
-    return {"invitations_removed": removed_invitations, "tokens_deleted": deleted_tokens, "mail_requeued": len(stale)}
+    return {"invitations_removed": removed_invitations, "tokens_deleted": deleted_tokens, "mail_requeued": len(stale),
+            "failed_mail_wiped": wiped, "mail_deleted": deleted_mail}

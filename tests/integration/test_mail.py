@@ -68,3 +68,24 @@ def test_housekeeping_requeues_mail_whose_job_was_lost(app, workspace, smtp, job
     jobs()
     db.session.refresh(row)
     assert row.status == "sent" and len(smtp.inbox) == 1
+
+
+def test_housekeeping_wipes_mail_that_gave_up_and_deletes_old_mail(app, workspace):
+    import datetime as dt
+    from jobs.housekeeping import KEEP_MAIL
+    failed, old, recent = _send("failed@acme.test"), _send("old@acme.test"), _send("recent@acme.test")
+    failed.status, failed.attempts = "failed", 6
+    old.status, old.body_text, old.body_html = "sent", None, None
+    old.created_at = old.created_at - KEEP_MAIL - dt.timedelta(hours=1)
+    db.session.commit()
+    failed_id, old_id, recent_id = failed.id, old.id, recent.id
+    assert failed.body_text and failed.body_html  # given up on, and still carrying its body
+
+    result = housekeeping()
+    assert result["failed_mail_wiped"] == 1 and result["mail_deleted"] == 1
+    db.session.expire_all()
+    assert db.session.get(OutboundEmail, failed_id).body_text is None
+    assert db.session.get(OutboundEmail, failed_id).body_html is None
+    assert db.session.get(OutboundEmail, old_id) is None
+    assert db.session.get(OutboundEmail, recent_id).body_text  # still queued: its job delivers it
+    assert housekeeping()["failed_mail_wiped"] == 0  # nothing left to do the second time
