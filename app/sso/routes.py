@@ -11,11 +11,11 @@ from werkzeug.exceptions import NotFound
 from app.audit.service import record
 from app.auth.sessions import start_session
 from app.extensions import csrf, db, limiter
-from app.models import User
+from app.models import User, Workspace
 from app.models.sso import CONNECTION_ID_PATTERN
 from app.sso import browser, connections, recovery, saml, signin
 from app.sso.errors import SamlError, SamlErrorCode as E
-from app.sso.forms import RecoverySignInForm
+from app.sso.forms import ActionForm, RecoverySignInForm
 from app.urls import safe_next
 
 bp = Blueprint("sso", __name__)
@@ -29,16 +29,21 @@ def _connection_or_404(cid: str):
     return conn
 
 
-@bp.get("/sso/saml/<cid>/login")
+@bp.route("/sso/saml/<cid>/login", methods=["GET", "POST"])
 @limiter.limit("60 per minute")
 def login(cid: str):
-    """SP-initiated start: /login's home realm discovery and the Okta bookmark app land here."""
+    """SP-initiated start: /login's home realm discovery and the Okta bookmark app land here.
+    A start another site caused is confirmed first (app.sso.browser), by a POST back here."""
     conn = _connection_or_404(cid)
     if not conn.is_on:
         return _refusal_page(SamlError(E.connection_off))
     if not conn.is_configured:
         return _refusal_page(SamlError(E.not_configured))
-    next_url = safe_next(request.args.get("next")) or safe_next(session.pop("next", None))
+    next_url = safe_next(request.values.get("next")) or safe_next(session.pop("next", None))
+    if request.method == "GET" and browser.started_on_another_site() and \
+            conn.workspace_id not in browser.known_workspaces():
+        return render_template("sso/continue.html", conn=conn, workspace=db.session.get(Workspace, conn.workspace_id),
+                               next_url=next_url, form=ActionForm())
     browser_id, is_new = browser.browser_id()
     try:
         started = saml.start_login(conn, next_url=next_url, browser_id=browser_id)
@@ -80,7 +85,8 @@ def acs(cid: str):
                        summary={"issuer": assertion.summary.get("issuer"),
                                 "assertion_id": assertion.assertion_id})
     db.session.commit()
-    return redirect(safe_next(req.next_url) or url_for("main.library"), 303)
+    return browser.remember_workspace(redirect(safe_next(req.next_url) or url_for("main.library"), 303),
+                                      conn.workspace_id)
 
 
 def _test_result(cid: str, assertion):

@@ -60,6 +60,7 @@ MAX_RESPONSE_CHARS = 256 * 1024  # base64 of a response; real ones are a few KB
 # requests made there carry no binding and are checked by RelayState alone.
 # The __Host- prefix makes browsers refuse it from a sibling subdomain (which
 # could otherwise plant its own id): Secure, Path=/ and no Domain are required.
+# A start that another site's link caused is the other half: app.sso.browser.
 BROWSER_COOKIE = "__Host-gatehouse_saml_browser"
 
 

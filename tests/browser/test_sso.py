@@ -37,6 +37,7 @@ class IdpApp:
         self.app.add_url_rule("/sso", "sso", self.sso)
         self.app.add_url_rule("/approve", "approve", self.approve, methods=["POST"])
         self.app.add_url_rule("/unsolicited", "unsolicited", self.unsolicited)
+        self.app.add_url_rule("/dashboard", "dashboard", self.dashboard)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def sso(self):
@@ -64,6 +65,10 @@ class IdpApp:
         acs = request.args["acs"]
         response = self.idp.response(audience=self.audience, acs_url=acs, in_response_to=None, email="ada@acme.test")
         return self._post_back(acs, response, None)
+
+    def dashboard(self):
+        """Okta's end-user dashboard: the bookmark app is a plain link to the SP-initiated start."""
+        return f'<h1>My apps</h1><a href="{escape(request.args["start"])}">Gatehouse</a>'
 
     def stop(self):
         self.server.shutdown()
@@ -151,6 +156,25 @@ def test_idp_initiated_response_gets_the_explaining_page(live_server, idp_app, a
     expect(page.locator("body")).to_contain_text("bookmark app")
     page.get_by_role("link", name="Go to the sign-in page").click()
     expect(page).to_have_url(f"{live_server.url}/login")
+
+
+def test_okta_bookmark_asks_once_which_workspace_then_goes_straight_through(live_server, idp_app, acme,
+                                                                           page: Page):
+    """A start another site's link caused (login CSRF: it could be an attacker's workspace) is
+    confirmed once in each browser; after a sign-in there, the bookmark goes straight to the IdP."""
+    enable(live_server)
+    dashboard = f"{idp_app.url}/dashboard?start={live_server.url}/sso/saml/{acme}/login"
+    page.goto(dashboard)
+    page.get_by_role("link", name="Gatehouse").click()
+    expect(page.get_by_role("heading", name="Sign in to Acme?")).to_be_visible()
+    page.get_by_role("button", name="Continue to Okta").click()
+    page.get_by_role("button", name="Sign in to Test IdP").click()
+    page.get_by_role("button", name="Continue to Gatehouse").click()
+    expect(page).to_have_url(f"{live_server.url}/library")
+
+    page.goto(dashboard)
+    page.get_by_role("link", name="Gatehouse").click()
+    expect(page).to_have_url(re.compile(rf"^{re.escape(idp_app.url)}/sso\?SAMLRequest="))
 
 
 def test_admin_tests_the_connection_and_the_switch_unlocks(live_server, idp_app, acme, page: Page):

@@ -9,10 +9,11 @@ from html import unescape
 
 import pytest
 from lxml import etree
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from app.extensions import db
 from app.models import AuditEvent, SamlLoginLog, SamlReplay, SamlRequest, User
+from tests.conftest import csrf_token_from
 from tests.support.saml_idp import NS, encode, make_key_and_cert
 from tests.support.sso import idp, last_log, signed_in_email, sso  # noqa: F401 (fixtures)
 
@@ -139,6 +140,61 @@ def test_login_csrf_response_posted_into_another_browser(app, idp, workspace, ma
     ok = sso.post(attacker, sso.response(started.request_id, "ada@acme.test"), started.relay_state,
                   base_url="https://localhost")
     assert ok.status_code == 303, ok.get_data(as_text=True)[:300]
+
+
+CROSS_SITE = {"Sec-Fetch-Site": "cross-site"}
+
+
+@pytest.mark.csrf
+@pytest.mark.parametrize("app_config", [{"BASE_URL": "https://localhost", "PRODUCTION": True}], indirect=True)
+def test_login_csrf_a_start_another_site_caused_is_confirmed_once_per_browser(app, idp, workspace,  # noqa: F811
+                                                                              make_user):
+    """The attacker's own workspace and IdP, started in the victim's browser by a link: the victim
+    sees which workspace it is and must press Continue; nothing is stored until they do."""
+    from tests.support.sso import setup_sso
+    sso = setup_sso(workspace, idp, base_url="https://localhost")
+    make_user(workspace, "ada@acme.test")
+    browser = app.test_client()
+    page = browser.get(sso.login_path + "?next=/settings/members", headers=CROSS_SITE, base_url="https://localhost")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and "Sign in to Acme?" in html and "A link on another site sent you here" in html
+    assert 'name="next" value="/settings/members"' in html
+    assert db.session.scalar(select(func.count()).select_from(SamlRequest)) == 0  # nothing started yet
+    assert browser.post(sso.login_path, base_url="https://localhost").status_code == 400  # no CSRF token: refused
+
+    form = {"csrf_token": csrf_token_from(html), "next": "/settings/members"}
+    started = sso.started_from(browser.post(sso.login_path, data=form, base_url="https://localhost", headers={
+        "Referer": f"https://localhost{sso.login_path}"}).headers["Location"])
+    response = sso.post(browser, sso.response(started.request_id, "ada@acme.test"), started.relay_state,
+                        base_url="https://localhost")
+    assert response.status_code == 303 and response.headers["Location"] == "/settings/members"
+    known = browser.get_cookie("__Host-gatehouse_sso_known", path="/")
+    assert known is not None and known.secure and known.http_only and known.same_site == "Lax"
+
+    # Signed in there once: the Okta bookmark (another site's link) goes straight to the IdP from now on.
+    again = browser.get(sso.login_path, headers=CROSS_SITE, base_url="https://localhost")
+    assert again.status_code == 303 and again.headers["Location"].startswith(idp.sso_url)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}])
+def test_a_start_from_our_own_pages_or_typed_in_goes_straight_to_the_idp(client, sso, headers):
+    """/login's home realm discovery, the refusal pages' links, a bookmark in the browser."""
+    response = client.get(sso.login_path, headers=headers)
+    assert response.status_code == 303 and response.headers["Location"].startswith(sso.idp.sso_url)
+
+
+def test_a_forged_or_foreign_known_workspaces_cookie_does_not_skip_the_question(app, sso, make_workspace):
+    from itsdangerous import URLSafeSerializer
+    other = make_workspace("Other", admin_email="admin@other.test")
+    client = app.test_client()
+    genuine = URLSafeSerializer(app.secret_key, salt="gatehouse-sso-known-workspaces")
+    for value in (URLSafeSerializer("not our key", salt="gatehouse-sso-known-workspaces").dumps([sso.workspace.id]),
+                  genuine.dumps([other.id]), genuine.dumps({"id": sso.workspace.id}), "x" * 2000, "garbage"):
+        client.set_cookie("gatehouse_sso_known", value)
+        response = client.get(sso.login_path, headers=CROSS_SITE)
+        assert response.status_code == 200 and "Sign in to Acme?" in response.get_data(as_text=True), value
+    client.set_cookie("gatehouse_sso_known", genuine.dumps([other.id, sso.workspace.id]))
+    assert client.get(sso.login_path, headers=CROSS_SITE).status_code == 303
 
 
 # --- replay ----------------------------------------------------------------------------------
