@@ -3,11 +3,26 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from app.errors import abort_with
+
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'")
 
 
 def init_app(app: Flask) -> None:
+    @app.before_request
+    def refuse_nul_characters():
+        """PostgreSQL text can't hold a NUL (SQLite would keep it): a form field or query
+        parameter carrying one is refused here, as a 400 in the area's own format. (The SCIM
+        API checks its JSON itself, to answer with SCIM's error types.)"""
+        if request.path.startswith("/scim/"):
+            return
+        fields = [*request.args.items(multi=True)]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            fields += request.form.items(multi=True)
+        if any("\x00" in value for _, value in fields):
+            abort_with(400, "What you sent contains a NUL character, which can't be stored. Remove it and try again.")
+
     @app.after_request
     def security_headers(response):
         headers = response.headers

@@ -84,6 +84,10 @@ def complete_password_reset(token, password: str) -> User:
     set_password(user, password)
     user.end_all_sessions()
     record(user.workspace_id, "auth.password_reset", actor=user, target=user)
+    if user.status == UserStatus.invited.value:
+        # The link proved the address, as the invitation's would have: they have joined.
+        user.status = UserStatus.active.value
+        record(user.workspace_id, "member.invitation_accepted", actor=user, target=user, via="password reset")
     return user
 
 

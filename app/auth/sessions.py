@@ -35,6 +35,8 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
     session["seen_at"] = now
     session["nonce"] = new_secret(16)
     session["method"] = method
+    if remember:
+        session["remember"] = True
     if not_after is not None:
         session["not_after"] = int(not_after.timestamp())
     if next_url:
@@ -55,15 +57,22 @@ def keep_this_session(user: User) -> None:
 
 
 def end_session() -> None:
-    logout_user()
+    """Sign out in this browser: the session and the "keep me signed in" cookie. (Clearing the
+    session first: logout_user() marks that cookie for deletion in the session.)"""
     session.clear()
+    logout_user()
 
 
 def _session_expired() -> bool:
+    """Idle and absolute timeouts; a "keep me signed in" session instead lasts the remember
+    period from its sign-in (or from its restoring from the cookie), idle or not."""
     now = int(time.time())
     cfg = current_app.config
     auth_at, seen_at = session.get("auth_at", 0), session.get("seen_at", 0)
-    if now - auth_at > cfg["SESSION_ABSOLUTE_TIMEOUT"] or now - seen_at > cfg["SESSION_IDLE_TIMEOUT"]:
+    if session.get("remember"):
+        if now - auth_at > cfg["REMEMBER_COOKIE_DURATION"]:
+            return True
+    elif now - auth_at > cfg["SESSION_ABSOLUTE_TIMEOUT"] or now - seen_at > cfg["SESSION_IDLE_TIMEOUT"]:
         return True
     not_after = session.get("not_after")
     return not_after is not None and now >= not_after
@@ -111,6 +120,7 @@ def init_app(app: Flask) -> None:
         if session.get("_remember") != "set" and "auth_at" not in session:
             # Restored from a remember-cookie: start the clocks now.
             session["auth_at"] = session["seen_at"] = int(time.time())
+            session["remember"] = True
         if _session_expired():
             end_session()
             return

@@ -6,7 +6,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import EmailToken, TokenPurpose, User, utcnow
+from app.models import EmailToken, TokenPurpose, User, UserStatus, utcnow
 from app.security import hash_secret, new_secret
 
 LIFETIME = {
@@ -35,7 +35,17 @@ def find_usable(secret: str, purpose: TokenPurpose) -> EmailToken | None:
     # Looked up by its hash: an index hit, and the comparison never touches the secret.
     token = db.session.scalar(select(EmailToken).where(EmailToken.token_hash == hash_secret(secret),
                                                        EmailToken.purpose == purpose.value))
-    return token if token is not None and token.is_usable else None
+    if token is None or not token.is_usable or not _fits(token.user, purpose):
+        return None
+    return token
+
+
+def _fits(user: User, purpose: TokenPurpose) -> bool:
+    """An invitation is for someone still invited (not a deactivated or an active member);
+    no link is for a deactivated member (deactivation revokes them too: belt and braces)."""
+    if purpose is TokenPurpose.invitation:
+        return user.status == UserStatus.invited.value
+    return user.status != UserStatus.deactivated.value
 
 
 def consume(token: EmailToken) -> bool:
@@ -44,3 +54,9 @@ def consume(token: EmailToken) -> bool:
         update(EmailToken).where(EmailToken.id == token.id, EmailToken.used_at.is_(None)).values(used_at=utcnow())
     )
     return result.rowcount == 1
+
+
+def revoke_all(user: User) -> None:
+    """Every unused link of the user stops working (deactivation: no invitation or reset brings them back)."""
+    db.session.execute(update(EmailToken).where(EmailToken.user_id == user.id, EmailToken.used_at.is_(None))
+                       .values(used_at=utcnow()))

@@ -80,6 +80,7 @@ def deactivate(user: User, *, actor: User | None, by_idp: bool = False, actor_la
     user.status = UserStatus.deactivated.value
     user.deactivated_at = utcnow()
     user.end_all_sessions()
+    tokens.revoke_all(user)
     record(user.workspace_id, "member.deactivated", actor=actor, actor_label=actor_label, target=user,
            by_idp=by_idp or None)
     if by_idp and user.is_admin:

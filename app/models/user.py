@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, Index, String, event, func, inspect
@@ -49,8 +50,10 @@ class User(UserMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default=UserStatus.active.value)
     source: Mapped[str] = mapped_column(String(20), default=UserSource.password.value)
     external_id: Mapped[str | None] = mapped_column(String(255))
-    # Bumped to end every session of the user at once (deactivation, password change).
-    session_version: Mapped[int] = mapped_column(default=1)
+    # Bumped to end every session of the user at once (deactivation, password change). It
+    # starts at a random number, not 1: were a deleted member's id handed out again, a
+    # cookie of theirs must not fit the new member.
+    session_version: Mapped[int] = mapped_column(default=lambda: secrets.randbelow(2**30) + 1)
     last_login_at: Mapped[dt.datetime | None]
     deactivated_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
