@@ -51,7 +51,8 @@ def login():
     sso_url = service.sso_start_url(form.email.data)
     if sso_url:
         return redirect(sso_url, 303)
-    return render_template("auth/password.html", form=PasswordStepForm(email=form.email.data, formdata=None))
+    return render_template("auth/password.html", form=PasswordStepForm(email=form.email.data, formdata=None),
+                           sso_url=service.sso_offer(form.email.data))
 
 
 @bp.post("/login/password")
@@ -65,7 +66,7 @@ def password_step():
     outcome = service.check_password(form.email.data, form.password.data)
     if not outcome.users:
         form.password.errors.append(outcome.refusal or "That email and password don't match.")
-        sso_url = service.sso_start_url(form.email.data) if outcome.refusal else None
+        sso_url = service.sso_offer(form.email.data) if outcome.refusal else None
         return render_template("auth/password.html", form=form, sso_url=sso_url), 422
     if len(outcome.users) > 1:
         # The same email in several workspaces: ask which, after the password proved who they are.

@@ -18,17 +18,34 @@ from app.urls import external_url
 # A constant-time decoy so a missing account costs as much as a wrong password.
 DECOY_HASH = generate_password_hash("decoy-password-never-matches")
 
-# email -> URL that starts SSO for it, or None. Registered by the SSO area.
-_home_realm: Callable[[str], str | None] | None = None
+# email -> (URL that starts SSO for it, the workspace whose SSO it is), or None.
+# Registered by the SSO area.
+_home_realm: Callable[[str], tuple[str, int] | None] | None = None
 
 
-def register_home_realm_discovery(finder: Callable[[str], str | None]) -> None:
+def register_home_realm_discovery(finder: Callable[[str], tuple[str, int] | None]) -> None:
     global _home_realm
     _home_realm = finder
 
 
 def sso_start_url(email: str) -> str | None:
-    return _home_realm(email) if _home_realm is not None else None
+    """Where /login sends this email straight away: the IdP of the workspace that verified its
+    domain and has SSO on, unless the address also has an account in another workspace. That
+    workspace's own rules apply to that account (a password, perhaps), so the person gets the
+    password step, which offers SSO too (`sso_offer`)."""
+    realm = _home_realm(email) if _home_realm is not None else None
+    if realm is None:
+        return None
+    url, workspace_id = realm
+    elsewhere = db.session.scalar(select(User.id).where(User.email_normalized == User.normalize_email(email),
+                                                        User.workspace_id != workspace_id).limit(1))
+    return None if elsewhere is not None else url
+
+
+def sso_offer(email: str) -> str | None:
+    """The SSO start the password step offers for this email, if its domain has one."""
+    realm = _home_realm(email) if _home_realm is not None else None
+    return realm[0] if realm else None
 
 
 def users_with_email(email: str) -> list[User]:

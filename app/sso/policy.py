@@ -42,13 +42,13 @@ def sso_policy(user: User) -> SignInMethod | None:
     return SignInMethod.sso if domain_authorized(user.workspace_id, user.email) else SignInMethod.blocked
 
 
-def home_realm(email: str) -> str | None:
-    """/login step 1: an email on a domain verified by a workspace with SSO on
-    goes straight to that workspace's IdP."""
+def home_realm(email: str) -> tuple[str, int] | None:
+    """An email on a domain verified by a workspace with SSO on: that workspace's SSO start
+    and its id (the auth area decides whether /login goes there straight away)."""
     workspace_id = workspace_id_for_email_domain(email)
     if workspace_id is None:
         return None
     conn = enforced_connection(workspace_id)
     if conn is None:
         return None
-    return f"/sso/saml/{conn.connection_id}/login"
+    return f"/sso/saml/{conn.connection_id}/login", workspace_id

@@ -230,6 +230,29 @@ def test_login_sends_authorized_domains_to_the_idp(client, sso, make_user):  # n
     assert response.status_code == 200  # the password step
 
 
+def test_login_leaves_another_workspaces_members_on_that_domain_their_own_rules(app, sso, make_workspace,
+                                                                              make_user):  # noqa: F811
+    """Acme verified acme.test and turned SSO on; Side Project (another workspace) has members on
+    acme.test too. /login must not send them to Acme's IdP: their workspace's rules apply (here a
+    password), and the password step still offers SSO to those who also belong to Acme."""
+    side = make_workspace("Side Project", plan="business", admin_email="boss@acme.test")
+    make_user(sso.workspace, "both@acme.test")
+    make_user(side, "both@acme.test")
+    for email in ("boss@acme.test", "Both@Acme.test"):
+        client = app.test_client()
+        response = client.post("/login", data={"email": email})
+        html = unescape(response.get_data(as_text=True))
+        assert response.status_code == 200 and "Enter your password" in html
+        assert "Continue with SSO" in html and f'href="{sso.login_path}"' in html
+    boss = app.test_client()
+    sign_in(boss, "boss@acme.test")
+    assert signed_in_email(boss) == "boss@acme.test"
+    both = app.test_client()
+    response = both.post("/login/password", data={"email": "both@acme.test", "password": PASSWORD})
+    assert response.status_code == 303  # the password proves the Side Project account, the only one it may open
+    assert sso.sign_in(app.test_client(), "both@acme.test").status_code == 303  # Acme's through its IdP
+
+
 def test_password_refused_under_enforcement(client, sso, make_user):  # noqa: F811
     make_user(sso.workspace, "ada@acme.test")
     make_user(sso.workspace, "bob@elsewhere.example")
