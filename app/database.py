@@ -22,15 +22,31 @@ busy period, and that one fails a single request, as without any ping.
 """
 from __future__ import annotations
 
+import hashlib
 import select
 import time
 
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import InvalidatePoolError
 
 PING_AFTER_IDLE_SECONDS = 10.0
+
+
+def serialize_on(key: str) -> None:
+    """Hold the lock named `key` until the transaction ends, so that check-then-write rules
+    (a workspace keeps an admin; one purge per member) see each other's writes instead of
+    both passing their check. PostgreSQL: a transaction-scoped advisory lock on the key.
+    SQLite has one write lock for the whole database: it is taken now, by a write that
+    changes nothing, rather than at the first real write, after the check."""
+    from app.extensions import db
+    if db.session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": int.from_bytes(digest, "big", signed=True)})
+    else:
+        db.session.execute(text("UPDATE workspace SET id = id WHERE 0"))
 
 
 def like_escape(value: str) -> str:

@@ -17,10 +17,13 @@ PURGE_TIMEOUT = 3600  # seconds; a killed or timed-out run is resumed by the swe
 
 @app_job
 def purge_user(workspace_id: int, user_id: int, batch_size: int = deletion.DEFAULT_BATCH_SIZE,
-               pause: float = 0.0) -> dict:
-    """Delete the user's data in batches; safe to run again at any point (it resumes)."""
-    purge = db.session.scalar(select(UserPurge).where(
-        UserPurge.workspace_id == workspace_id, UserPurge.user_id == user_id).order_by(UserPurge.id.desc()).limit(1))
+               pause: float = 0.0, purge_id: int | None = None) -> dict:
+    """Delete the user's data in batches; safe to run again at any point (it resumes).
+    The purge is the one the job was enqueued for (jobs queued before purge_id existed: the latest)."""
+    query = select(UserPurge).where(UserPurge.workspace_id == workspace_id, UserPurge.user_id == user_id)
+    if purge_id is not None:
+        query = query.where(UserPurge.id == purge_id)
+    purge = db.session.scalar(query.order_by(UserPurge.id.desc()).limit(1))
     if purge is None:
         return {"state": "nothing to do"}
     purge = deletion.run(purge.id, batch_size=batch_size, pause=pause)
@@ -29,8 +32,8 @@ def purge_user(workspace_id: int, user_id: int, batch_size: int = deletion.DEFAU
 
 def enqueue_purge(purge: UserPurge) -> None:
     try:
-        rq.queue("default").enqueue(purge_user, purge.workspace_id, purge.user_id, job_id=f"purge-{purge.id}",
-                                    job_timeout=PURGE_TIMEOUT)
+        rq.queue("default").enqueue(purge_user, purge.workspace_id, purge.user_id, purge_id=purge.id,
+                                    job_id=f"purge-{purge.id}", job_timeout=PURGE_TIMEOUT)
     except Exception as exc:  # Redis down: the sweep below enqueues it from the database
         log.warning("could not enqueue purge %s: %s", purge.id, exc)
 

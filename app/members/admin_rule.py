@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.auth.policy import can_sign_in
+from app.database import serialize_on
 from app.extensions import db
 from app.models import Role, User, UserStatus
 
@@ -33,6 +34,8 @@ def ensure_admin_remains(workspace_id: int, *, losing: User | None = None, polic
     "can this user still sign in after the change?" (SSO enforcement, domain
     removal) in place of the current policy.
     """
+    # Two admins demoting each other at once must not both pass: the second waits for the first.
+    serialize_on(f"workspace-admins:{workspace_id}")
     excluding = {losing.id} if losing is not None and losing.id is not None else set()
     admins = db.session.scalars(
         select(User).where(User.workspace_id == workspace_id, User.role == Role.admin.value,

@@ -20,7 +20,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.service import address_pattern, addresses_of, pseudonymise_user, record
-from app.database import like_escape
+from app.database import like_escape, serialize_on
 from app.extensions import db
 from app.members.purge import purge_steps
 from app.models import EmailToken, OutboundEmail, Recording, User, UserStatus, utcnow
@@ -86,6 +86,7 @@ def start(user: User, *, actor: User, transfer_to: User | None = None) -> UserPu
     """Record the request (the caller commits, then enqueues the job)."""
     if user.status != UserStatus.deactivated.value:
         raise DeletionError(f"Deactivate {user.email} before deleting them permanently.")
+    serialize_on(f"purge:{user.workspace_id}:{user.id}")  # a double click makes one purge, not two
     existing = active_purge(user.workspace_id, user.id)
     if existing is not None:
         return existing

@@ -416,3 +416,84 @@ def test_rows_written_while_the_purge_runs_go_too(admin_client, leaver, jobs):
     assert count(ScimRequestLog) == 0
     purge = db.session.scalar(select(UserPurge))
     assert purge.state == "done" and purge.counts["scim_request_log"] == 1
+
+
+@pytest.mark.postgres
+def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, db_backend, workspace, admin, make_user,
+                                                                monkeypatch):
+    """Both requests arrive together; each checks the admin rule and then writes. Without a lock
+    both checks pass (each still sees the other as admin) and the workspace has no admin left."""
+    import threading
+    import time as clock
+    from app.members import service
+    second = make_user(workspace, "second@acme.test", role="admin")
+    first_client, second_client = app.test_client(), app.test_client()
+    sign_in(first_client, admin.email)
+    sign_in(second_client, second.email)
+    real_check, start = service.ensure_admin_remains, threading.Barrier(2, timeout=10)
+
+    def slow_check(*args, **kwargs):
+        real_check(*args, **kwargs)
+        clock.sleep(0.3)  # a slow moment between the check and the write, where the other request runs
+
+    monkeypatch.setattr(service, "ensure_admin_remains", slow_check)
+    statuses = {}
+
+    def demote(name, client, target_id):
+        start.wait()
+        response = client.post(f"/settings/members/{target_id}/role", data={"role": "creator"},
+                               follow_redirects=True)
+        statuses[name] = response.get_data(as_text=True)
+
+    threads = [threading.Thread(target=demote, args=("first", first_client, second.id)),
+               threading.Thread(target=demote, args=("second", second_client, admin.id))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.session.expire_all()
+    admins = db.session.scalars(select(User.email).where(User.workspace_id == workspace.id,
+                                                        User.role == "admin")).all()
+    assert len(admins) == 1
+    refused = [name for name, page in statuses.items() if "without an active admin who can sign in" in page]
+    assert len(refused) == 1
+
+
+@pytest.mark.postgres
+def test_a_double_submitted_deletion_makes_one_purge_that_finishes(app, db_backend, workspace, admin, make_user,
+                                                                   jobs, monkeypatch):
+    """Two tabs (or a double click) confirm at once: one purge, run to the end; not a second one
+    that stays queued and is re-enqueued forever."""
+    import threading
+    import time as clock
+    from app.members import deletion
+    second = make_user(workspace, "second@acme.test", role="admin")
+    leaver = make_user(workspace, "leaver@acme.test", status="deactivated")
+    leaver_id = leaver.id
+    clients = [app.test_client(), app.test_client()]
+    sign_in(clients[0], admin.email)
+    sign_in(clients[1], second.email)
+    real_preview, start = deletion.preview, threading.Barrier(2, timeout=10)
+
+    def slow_preview(user):
+        found = real_preview(user)
+        clock.sleep(0.3)  # between "no purge yet" and writing one, where the other request runs
+        return found
+
+    monkeypatch.setattr(deletion, "preview", slow_preview)
+    statuses = []
+
+    def confirm(client):
+        start.wait()
+        statuses.append(client.post(f"/settings/members/{leaver_id}/delete", data={"confirm": "y"}).status_code)
+
+    threads = [threading.Thread(target=confirm, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [303, 303]
+    jobs()
+    db.session.expire_all()
+    assert [purge.state for purge in db.session.scalars(select(UserPurge))] == ["done"]
+    assert db.session.get(User, leaver_id) is None
