@@ -133,6 +133,10 @@ def change_role(user_id: int):
         flash(str(exc), "error")
         return redirect(url_for("members.index"), 303)
     db.session.commit()
+    if user.id == current_user.id and not user.is_admin:
+        # They demoted themself: the members page is for admins, so don't send them to a 403.
+        flash(f"You are now {user.role_label}: another admin can make you an admin again.", "success")
+        return redirect(url_for("main.library"), 303)
     flash(f"{user.email} is now {user.role_label}.", "success")
     return redirect(url_for("members.index"), 303)
 

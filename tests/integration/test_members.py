@@ -497,3 +497,13 @@ def test_a_double_submitted_deletion_makes_one_purge_that_finishes(app, db_backe
     db.session.expire_all()
     assert [purge.state for purge in db.session.scalars(select(UserPurge))] == ["done"]
     assert db.session.get(User, leaver_id) is None
+
+
+def test_an_admin_who_demotes_themself_lands_somewhere_they_may_be(admin_client, admin, make_user, workspace):
+    make_user(workspace, "second@acme.test", role="admin")
+    response = admin_client.post(f"/settings/members/{admin.id}/role", data={"role": "creator"},
+                                 follow_redirects=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.request.path == "/library"
+    assert "You are now Creator" in html and "another admin can make you an admin again" in html
+    assert db.session.get(User, admin.id).role == "creator"
