@@ -142,6 +142,11 @@ def logout():
 
 @bp.route("/password/forgot", methods=["GET", "POST"])
 @limiter.limit("10 per hour", methods=["POST"], error_message="Too many reset requests. Try again in an hour.")
+# Per address too, whoever asks (so it says nothing about whether an account exists): one
+# inbox can't be flooded from many addresses.
+@limiter.limit("5 per hour", methods=["POST"], key_func=_account_key, scope="reset-address",
+               error_message="Several reset links were sent to this address in the last hour. Use the latest one, "
+                             "or try again in an hour.")
 def forgot_password():
     form = ForgotPasswordForm()
     if not form.validate_on_submit():

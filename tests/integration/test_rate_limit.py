@@ -44,3 +44,21 @@ def test_redis_down_does_not_break_sign_in(client, admin):
     assert _fail(client, admin.email).status_code == 422
     ok = client.post("/login/password", data={"email": admin.email, "password": PASSWORD})
     assert ok.status_code == 303
+
+
+def test_reset_links_are_limited_per_inbox_whoever_asks(client, admin):
+    """Five an hour to one address, from any number of machines; the same answer for an address
+    with no account, so the limit says nothing about who has one."""
+    from sqlalchemy import func, select
+    from app.extensions import db
+    from app.models import OutboundEmail
+    for email in (admin.email, "nobody@acme.test"):
+        for n in range(5):
+            response = client.post("/password/forgot", data={"email": email}, environ_base={"REMOTE_ADDR": f"10.1.{n}.1"})
+            assert response.status_code == 200
+        refused = client.post("/password/forgot", data={"email": email.upper()}, environ_base={"REMOTE_ADDR": "10.2.0.1"})
+        assert refused.status_code == 429 and "Several reset links were sent to this address" in refused.get_data(
+            as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 5
+    assert client.post("/password/forgot", data={"email": "other@acme.test"},
+                       environ_base={"REMOTE_ADDR": "10.3.0.1"}).status_code == 200
