@@ -16,6 +16,12 @@ def create_app(config: dict | None = None) -> Flask:
     if config:
         app.config.update(config)
     _configure_logging()
+    if app.config.get("TRUSTED_PROXIES"):
+        # Behind a proxy every request comes from the proxy's address: per-address rate limits
+        # would be shared by everyone, and the audit would show the proxy. Trust exactly that many.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
     from app import database, errors, extensions, web
     extensions.db.init_app(app)

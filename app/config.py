@@ -81,6 +81,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict:
         "LOGIN_MAX_FAILURES_PER_IP": int(env.get("LOGIN_MAX_FAILURES_PER_IP", "20")),
         "LOGIN_FAILURE_WINDOW": int(env.get("LOGIN_FAILURE_WINDOW_SECONDS", "900")),
         "RQ_ASYNC": True,
+        # How many reverse proxies (load balancer, TLS terminator) stand in front and append to
+        # X-Forwarded-For/-Proto: 0 trusts none of those headers (a client could forge them).
+        "TRUSTED_PROXIES": int(env.get("TRUSTED_PROXIES", "0")),
     }
 
 

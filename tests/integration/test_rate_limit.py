@@ -62,3 +62,23 @@ def test_reset_links_are_limited_per_inbox_whoever_asks(client, admin):
     assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 5
     assert client.post("/password/forgot", data={"email": "other@acme.test"},
                        environ_base={"REMOTE_ADDR": "10.3.0.1"}).status_code == 200
+
+
+@pytest.mark.parametrize("app_config", [{"LOGIN_MAX_FAILURES_PER_IP": 2, "LOGIN_MAX_FAILURES_PER_ACCOUNT": 100,
+                                         "TRUSTED_PROXIES": 1}], indirect=True)
+def test_behind_a_trusted_proxy_the_client_address_counts(client, admin):
+    """Everyone arrives from the load balancer's address; the limit must follow X-Forwarded-For."""
+    def fail(client_ip):
+        return client.post("/login/password", data={"email": "x@acme.test", "password": "wrong"},
+                           environ_base={"REMOTE_ADDR": "10.0.0.1"}, headers={"X-Forwarded-For": client_ip})
+    assert [fail("203.0.113.7").status_code for _ in range(3)] == [422, 422, 429]
+    assert fail("198.51.100.9").status_code == 422  # someone else behind the same proxy
+
+
+@pytest.mark.parametrize("app_config", [{"LOGIN_MAX_FAILURES_PER_IP": 2, "LOGIN_MAX_FAILURES_PER_ACCOUNT": 100}],
+                         indirect=True)
+def test_without_trusted_proxies_a_forged_forwarded_for_changes_nothing(client, admin):
+    def fail(forged):
+        return client.post("/login/password", data={"email": "x@acme.test", "password": "wrong"},
+                           environ_base={"REMOTE_ADDR": "10.0.0.1"}, headers={"X-Forwarded-For": forged})
+    assert [fail(f"203.0.113.{n}").status_code for n in range(3)] == [422, 422, 429]
