@@ -36,6 +36,7 @@ class Group(Base):
         # Okta push or an Entra re-sync finds the group instead of duplicating it).
         Index("uq_scim_group_workspace_name", "workspace_id", "display_name_normalized", unique=True),
         Index("ix_scim_group_workspace_external_id", "workspace_id", "external_id"),
+        {"sqlite_autoincrement": True},  # a deleted group's SCIM id is never another group's
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -36,6 +36,9 @@ class User(UserMixin, Base):
         Index("uq_user_workspace_email", "workspace_id", "email_normalized", unique=True),
         Index("ix_user_email_normalized", "email_normalized"),
         Index("ix_user_workspace_external_id", "workspace_id", "external_id"),
+        # An id is never handed out twice, even on SQLite (which would reuse a deleted highest
+        # one): an IdP still holding a deleted member's SCIM id must not reach a new member.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

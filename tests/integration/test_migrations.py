@@ -39,3 +39,44 @@ def test_upgrade_matches_the_models_and_downgrades(backend, tmp_path, redis_url,
         downgrade(revision="base")
         assert set(inspect(db.engine).get_table_names()) <= {"alembic_version"}
         db.engine.dispose()
+
+
+def test_ids_never_reused_migration_keeps_every_row_on_sqlite(tmp_path, redis_url):
+    """The SQLite rebuild of `user` and `scim_group` (AUTOINCREMENT) on a database with data: with
+    foreign keys enforced, dropping the old table would have cascaded to recordings and group
+    members. Everything stays, and a deleted highest id is not handed out again."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "SECRET_KEY": "x", "TESTING": True})
+    with app.app_context():
+        upgrade(revision="785d7330c005")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO workspace (id, name, slug, plan, default_role, created_at) "
+                              "VALUES (1, 'Acme', 'acme', 'enterprise', 'creator', '2026-01-01')"))
+            for user_id in (1, 2, 3):
+                conn.execute(text(
+                    "INSERT INTO user (id, workspace_id, email, email_normalized, name, role, status, source, "
+                    "session_version, created_at, updated_at) VALUES (:id, 1, :e, :e, 'U', 'creator', 'active', "
+                    "'scim', 1, '2026-01-01', '2026-01-01')"), {"id": user_id, "e": f"u{user_id}@acme.test"})
+                conn.execute(text("INSERT INTO recording (workspace_id, owner_id, title, duration_seconds, created_at) "
+                                  "VALUES (1, :id, 'R', 60, '2026-01-01')"), {"id": user_id})
+            conn.execute(text("INSERT INTO scim_group (id, workspace_id, display_name, display_name_normalized, "
+                              "created_at, updated_at) VALUES (1, 1, 'G', 'g', '2026-01-01', '2026-01-01')"))
+            conn.execute(text("INSERT INTO scim_group_member (group_id, user_id, workspace_id, created_at) "
+                              "VALUES (1, 3, 1, '2026-01-01')"))
+        upgrade()
+        with db.engine.begin() as conn:
+            counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                      for table in ("user", "recording", "scim_group", "scim_group_member")}
+            assert counts == {"user": 3, "recording": 3, "scim_group": 1, "scim_group_member": 1}
+            for table in ("user", "scim_group"):
+                sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :t"), {"t": table}).scalar()
+                assert "AUTOINCREMENT" in sql
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1  # back on for the app
+            conn.execute(text("DELETE FROM user WHERE id = 3"))
+            conn.execute(text(
+                "INSERT INTO user (workspace_id, email, email_normalized, name, role, status, source, "
+                "session_version, created_at, updated_at) VALUES (1, 'new@acme.test', 'new@acme.test', 'N', "
+                "'creator', 'active', 'scim', 1, '2026-01-01', '2026-01-01')"))
+            assert conn.execute(text("SELECT id FROM user WHERE email = 'new@acme.test'")).scalar() == 4
+            assert conn.execute(text("SELECT count(*) FROM recording")).scalar() == 2  # only the deleted one's went
+        db.engine.dispose()
