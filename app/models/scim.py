@@ -68,7 +68,7 @@ class GroupMember(Base):
 
 class ScimDetachedUser(Base):
     """A user the IdP deleted over SCIM: deactivated, data kept, hidden from SCIM
-    (GET answers 404) until a POST with the same userName links them again."""
+    (GET answers 404) until a POST with its userName or its address links them again."""
 
     __tablename__ = "scim_detached_user"
 
@@ -78,9 +78,9 @@ class ScimDetachedUser(Base):
 
 
 class ScimUserName(Base):
-    """A SCIM userName that is not an email address (e.g. an Entra UPN prefix or an
-    IdP's opaque id): kept beside the member, whose address then comes from `emails`.
-    An email-shaped userName needs no row: it is the member's address."""
+    """The IdP's userName when it differs from the member's address, email-shaped or not
+    (an Entra UPN, an opaque id): kept beside the member as given. No row: the userName
+    is the address (app.scim.resources.user_fields has the rule)."""
 
     __tablename__ = "scim_user_name"
     __table_args__ = (

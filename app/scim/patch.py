@@ -16,9 +16,10 @@ from typing import Any
 
 from scim2_models import Path
 from scim2_models.exceptions import SCIMException
-from scim2_models.path import AttrPath, CompareOperator, Comparison, LogicalExpr, LogicalOperator, Not, Present, ValuePath
+from scim2_models.path import AttrPath, ValuePath
 
 from app.scim.errors import ScimError, invalid_path, invalid_syntax, invalid_value, mutability, no_target
+from app.scim.multivalued import Values, equalities, value_key
 from app.scim.schema import PATCH_OP, Attr, Schema
 
 MAX_OPERATIONS = 1000
@@ -153,55 +154,6 @@ def coerce_attr(attr: Attr, value: Any, where: str):
     return coerce(attr, value, where)
 
 
-# --- value filters on the values of a multi-valued attribute ---------------------------------------
-
-def matches(item: dict, node) -> bool:
-    if isinstance(node, LogicalExpr):
-        results = (matches(item, term) for term in node.terms)
-        return all(results) if node.op == LogicalOperator.and_ else any(results)
-    if isinstance(node, Not):
-        return not matches(item, node.expr)
-    if isinstance(node, Present):
-        return _item_value(item, node.attr_path) not in (None, "", [])
-    if isinstance(node, Comparison):
-        return _compare(_item_value(item, node.attr_path), node.op, node.value)
-    raise invalid_path(f"Unsupported expression in a value filter: {node}")
-
-
-def _item_value(item: dict, path: AttrPath):
-    wanted = path.attr.lower()
-    return next((v for k, v in item.items() if k.lower() == wanted), None)
-
-
-def _compare(actual, op: CompareOperator, expected) -> bool:
-    if isinstance(expected, str) and isinstance(actual, bool):
-        expected = {"true": True, "false": False}.get(expected.lower(), expected)
-    if isinstance(actual, bool) or isinstance(expected, bool) or expected is None:
-        equal = actual == expected
-        return equal if op == CompareOperator.eq else (not equal if op == CompareOperator.ne else False)
-    if actual is None:
-        return op == CompareOperator.ne
-    a, b = str(actual).lower(), str(expected).lower()
-    return {CompareOperator.eq: a == b, CompareOperator.ne: a != b, CompareOperator.co: b in a,
-            CompareOperator.sw: a.startswith(b), CompareOperator.ew: a.endswith(b), CompareOperator.gt: a > b,
-            CompareOperator.ge: a >= b, CompareOperator.lt: a < b, CompareOperator.le: a <= b}[op]
-
-
-def _equalities(node) -> dict | None:
-    """`type eq "work"` (and conjunctions of such) → {"type": "work"}: the value to create when none matches."""
-    if isinstance(node, Comparison) and node.op == CompareOperator.eq:
-        return {node.attr_path.attr: node.value}
-    if isinstance(node, LogicalExpr) and node.op == LogicalOperator.and_:
-        out = {}
-        for term in node.terms:
-            part = _equalities(term)
-            if part is None:
-                return None
-            out.update(part)
-        return out
-    return None
-
-
 # --- the operations -------------------------------------------------------------------------------
 
 def parse_operations(body: Any) -> list[tuple[str, str | None, Any]]:
@@ -239,19 +191,29 @@ def parse_operations(body: Any) -> list[tuple[str, str | None, Any]]:
     return parsed
 
 
-def apply_patch(spec: ResourceSpec, document: dict, operations: list[tuple[str, str | None, Any]]) -> dict:
-    """Apply every operation to a copy of the document; all or nothing."""
+def apply_patch(spec: ResourceSpec, document: dict, operations: list[tuple[str, str | None, Any]], *,
+                touched: set[str] | None = None) -> dict:
+    """Apply every operation to a copy of the document; all or nothing.
+
+    `touched`, when given, collects the core attributes the operations address
+    (canonical names): what the client sent, whether or not it changed anything.
+    """
     doc = copy.deepcopy(document)
     for op, path, value in operations:
-        if path is None:
-            _apply_pathless(spec, doc, op, value)
-        else:
-            target = resolve_path(spec, path)
-            _apply(spec, doc, op, target, value, path)
+        steps = _pathless_steps(spec, op, value) if path is None else [(resolve_path(spec, path), value, path)]
+        for target, item, where in steps:
+            if touched is not None and target is not IGNORE and target.urn is None:
+                touched.add(target.attr.name)
+            _apply(spec, doc, op, target, item, where)
+    for container in (doc, *(v for v in doc.values() if isinstance(v, dict))):
+        for name, values in container.items():
+            if isinstance(values, Values):
+                container[name] = values.to_list()
     return doc
 
 
-def _apply_pathless(spec: ResourceSpec, doc: dict, op: str, value: Any) -> None:
+def _pathless_steps(spec: ResourceSpec, op: str, value: Any):
+    """A path-less operation's value → (target, value, where) for each attribute it names."""
     if not isinstance(value, dict):
         raise invalid_value(f"A {op} without a path needs an object of attributes as its value.")
     for key, item in value.items():
@@ -260,12 +222,11 @@ def _apply_pathless(spec: ResourceSpec, doc: dict, op: str, value: Any) -> None:
         extension = spec.extension(key)
         if extension is not None and isinstance(item, dict):
             for sub_key, sub_value in item.items():
-                _apply(spec, doc, op, resolve_path(spec, f"{extension.id}:{sub_key}"), sub_value, sub_key)
+                yield resolve_path(spec, f"{extension.id}:{sub_key}"), sub_value, sub_key
             continue
         if key.lower() in spec.ignored_schemas:
             continue
-        target = resolve_path(spec, key)  # "active", "name.givenName", "urn:…:User:role"
-        _apply(spec, doc, op, target, item, key)
+        yield resolve_path(spec, key), item, key  # "active", "name.givenName", "urn:…:User:role"
 
 
 def _container(doc: dict, target: Target) -> dict:
@@ -327,47 +288,69 @@ def _apply(spec: ResourceSpec, doc: dict, op: str, target, value: Any, where: st
 
 
 def _apply_multi(container: dict, op: str, target: Target, value: Any, where: str) -> None:
+    """RFC 7644 §3.5.2 on a multi-valued attribute. Its values stay a `Values` (ordered,
+    indexed) until the whole PATCH is applied, so each operation costs what it touches."""
     attr = target.attr
-    items: list[dict] = [dict(i) for i in container.get(attr.name) or []]
+    values = container.get(attr.name)
+    if not isinstance(values, Values):
+        values = container[attr.name] = Values(values or [])
     if target.value_filter is None and target.sub is None:
         if op == "remove":
             if value is None:
-                items = []
+                values.clear()
             else:  # Entra: {"op": "Remove", "path": "members", "value": [{"value": "id"}]}
                 doomed = coerce_attr(attr, value, where)
-                keys = {str(d.get("value")).lower() for d in doomed if isinstance(d, dict)}
-                items = [i for i in items if str(i.get("value")).lower() not in keys]
+                for key in {value_key(d) for d in doomed if isinstance(d, dict)}:
+                    values.discard_key(key)
+            return
+        new = [i for i in coerce_attr(attr, value, where) if i]
+        if op == "replace":
+            values.clear()
+            written = new
+            for item in new:
+                values.append(item)
         else:
-            new = [i for i in coerce_attr(attr, value, where) if i]
-            if op == "replace":
-                items = new
-            else:
-                known = {str(i.get("value")).lower() for i in items}
-                for item in new:
-                    if str(item.get("value")).lower() not in known:
-                        items.append(item)
-                        known.add(str(item.get("value")).lower())
-        container[attr.name] = items
+            written = []
+            for item in new:
+                if not values.has(value_key(item)):
+                    values.append(item)
+                    written.append(item)
+        _one_primary(attr, values, [i for i in written if i.get("primary") is True])
         return
-    selected = [i for i in items if target.value_filter is None or matches(i, target.value_filter)]
+    selected = values.matching(target.value_filter)
     if op == "remove":
-        if target.sub:
-            for item in selected:
+        for serial, item in selected:
+            if target.sub:
                 item.pop(target.sub, None)
-        else:
-            items = [i for i in items if i not in selected]
-        container[attr.name] = items
+                values.reindex(serial)
+            else:
+                values.discard(serial)
         return
     if not selected:
-        seed = _equalities(target.value_filter) if target.value_filter is not None else {}
+        seed = equalities(target.value_filter) if target.value_filter is not None else {}
         if seed is None:
             raise no_target(f"No value of {attr.name} matches {where!r}.")
         item = coerce(attr, seed, where)
-        items.append(item)
-        selected = [item]
-    for item in selected:
-        if target.sub:
-            item[target.sub] = coerce(attr.child(target.sub), value, where)
-        else:
-            item.update(coerce(attr, value, where))
-    container[attr.name] = items
+        selected = [(values.append(item), item)]
+    if target.sub:
+        new_value = coerce(attr.child(target.sub), value, where)
+        change = {target.sub: new_value}
+    else:
+        change = coerce(attr, value, where)
+        if change is None:  # RFC 7644 §3.5.2.1/3: add and replace carry a value; null is none
+            raise invalid_value(f"{where}: {op} needs an object of {attr.name} sub-attributes as its value, not null.")
+    for serial, item in selected:
+        item.update(change)
+        values.reindex(serial)
+    if change.get("primary") is True:
+        _one_primary(attr, values, [item for _, item in selected])
+
+
+def _one_primary(attr: Attr, values: Values, made_primary: list[dict]) -> None:
+    """RFC 7644 §3.5.2: a value made primary clears `primary` on the others (the first one wins)."""
+    if not made_primary or attr.child("primary") is None:
+        return
+    winner = made_primary[0]
+    for _, item in values:
+        if item is not winner and item.get("primary") is True:
+            item["primary"] = False

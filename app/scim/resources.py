@@ -3,6 +3,7 @@ and the validated fields a request may write. No database access here."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,17 @@ def timestamp(value: dt.datetime) -> str:
 
 def version(updated_at: dt.datetime, row_id: int) -> str:
     return f'W/"{row_id:x}-{int(updated_at.timestamp() * 1_000_000):x}"'
+
+
+def user_version(user, groups: list) -> str:
+    """A user's ETag. Its groups (ids and names) are part of what an IdP reads, so joining,
+    leaving or a rename moves it too; folded in here, a change to a large group writes no
+    member rows (and a user in no group keeps the version it always had)."""
+    plain = version(user.updated_at, user.id)
+    if not groups:
+        return plain
+    listed = "\n".join(f"{g.id}:{g.display_name}" for g in sorted(groups, key=lambda g: g.id))
+    return f'{plain[:-1]}-{hashlib.blake2b(listed.encode(), digest_size=6).hexdigest()}"'
 
 
 # --- request bodies → documents -------------------------------------------------------------------
@@ -93,7 +105,7 @@ def body_to_document(spec: ResourceSpec, body: Any) -> dict:
 @dataclass
 class UserFields:
     email: str
-    user_name: str | None  # a userName that is not an email address; None: userName is `email`
+    user_name: str | None  # the IdP's userName when it differs from `email`; None: userName is `email`
     external_id: str | None
     given_name: str | None
     family_name: str | None
@@ -144,35 +156,38 @@ def _chosen_email(emails: list[dict]) -> str | None:
     return None
 
 
-def user_fields(doc: dict, *, current_email: str | None = None) -> UserFields:
-    """Validate a user document.
+def user_fields(doc: dict, *, current_email: str | None = None, current_user_name: str | None = None,
+                emails_sent: bool = True) -> UserFields:
+    """Validate a user document. One rule gives the address and the userName, so the
+    same document always gives the same member, however often it is sent:
 
-    An email-shaped userName is the member's address, and the work email is the
-    same value: a change of either moves it (userName wins when both change). Any
-    other userName is kept as it is, and the address comes from `emails`.
+    - the address is the IdP's primary (else work, else first) email whenever it sends
+      emails (`emails_sent`: in a POST/PUT body; in a PATCH, an operation on emails);
+    - without emails, an email-shaped userName is the address when the member is
+      created, or when its userName was its address (`current_user_name` None: an IdP
+      that maps only userName); otherwise the address stays as it is;
+    - a userName that differs from the address (in more than letter case) is kept
+      beside it as the IdP's userName, email-shaped or not.
     """
     user_name = doc.get("userName")
     if not user_name or not isinstance(user_name, str) or not user_name.strip():
         raise invalid_value("userName is required (usually the member's work email address).")
     user_name = user_name.strip()
-    chosen = _chosen_email(doc.get("emails") or [])
-    if "@" not in user_name:
-        if len(user_name) > 255:
-            raise invalid_value("userName is longer than 255 characters.")
-        if chosen:
-            email = chosen.strip() if current_email and chosen.strip().lower() == current_email.lower() \
-                else _email(chosen, "emails.value")
-        elif current_email:
-            email = current_email
-        else:
-            raise invalid_value("A userName that is not an email address needs the member's address in emails.")
-        return _with_profile(doc, email, user_name)
-    unchanged = current_email is not None and user_name.lower() == current_email.lower()
-    email = user_name if unchanged else _email(user_name, "userName")  # already validated when stored
-    if current_email is not None and chosen and email.lower() == current_email.lower() \
-            and chosen.strip().lower() != current_email.lower():
+    chosen = _chosen_email(doc.get("emails") or []) if emails_sent else None
+    creating = current_email is None
+    if chosen:
         email = _email(chosen, "emails.value")
-    return _with_profile(doc, email, None)
+    elif "@" in user_name and (creating or current_user_name is None):
+        email = _email(user_name, "userName")
+    elif not creating:
+        email = current_email
+    else:
+        raise invalid_value("A userName that is not an email address needs the member's address in emails.")
+    if user_name.lower() == email.lower():
+        return _with_profile(doc, email, None)
+    if len(user_name) > 255:
+        raise invalid_value("userName is longer than 255 characters.")
+    return _with_profile(doc, email, user_name)
 
 
 def _with_profile(doc: dict, email: str, user_name: str | None) -> UserFields:
@@ -201,7 +216,7 @@ def user_resource(user, base_url: str, groups: list | None = None, user_name: st
                            "type": "direct"} for g in groups or []]
     resource["meta"] = {"resourceType": "User", "created": timestamp(user.created_at),
                         "lastModified": timestamp(user.updated_at), "location": location,
-                        "version": version(user.updated_at, user.id)}
+                        "version": user_version(user, groups or [])}
     return resource
 
 
@@ -230,7 +245,9 @@ def group_fields(doc: dict) -> GroupFields:
     members = None
     if "members" in doc:
         members = []
-        for member in doc.get("members") or []:
+        for index, member in enumerate(doc.get("members") or []):
+            if not isinstance(member, dict) or member.get("value") is None:
+                raise invalid_value(f"members[{index}] must be an object whose value is the id of a user.")
             kind = str(member.get("type") or "User")
             if kind.lower() != "user":
                 raise invalid_value("Only users can be group members (nested groups are not supported).")
@@ -305,8 +322,20 @@ def project(resource: dict, attributes: str | None, excluded: str | None) -> dic
             subs = [sub for attr, sub in unwanted if attr == lowered]
             if None in subs:
                 continue
-            out[key] = _pick(value, set(subs), keep=False) if subs and isinstance(value, (dict, list)) else value
+            value = _pick(value, set(subs), keep=False) if subs and isinstance(value, (dict, list)) else value
+            if value != {}:  # an extension whose only attribute was excluded goes with it
+                out[key] = value
     return out
+
+
+def requested(name: str, attributes: str | None, excluded: str | None) -> bool:
+    """Whether a top-level attribute survives `project` (full URNs included), so the
+    query that fills it (a group's members) can be skipped when it doesn't."""
+    name = name.lower()
+    wanted = _split(attributes)
+    if wanted:
+        return any(attr == name for attr, _ in wanted)
+    return not any(attr == name and sub is None for attr, sub in _split(excluded))
 
 
 def _pick(value, subs: set[str], keep: bool):

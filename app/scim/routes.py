@@ -8,7 +8,7 @@ from flask import current_app, g, request
 from app.scim import groups as group_service
 from app.scim import users as user_service
 from app.scim.errors import ScimError, not_found, scim_json
-from app.scim.resources import group_resource, project, user_resource, version
+from app.scim.resources import group_resource, project, requested, user_resource, user_version, version
 from app.scim.schema import resource_type_documents, schema_documents, service_provider_config
 from app.scim.web import (base_url, bp, check_if_match, commit, json_body, list_param, list_response, no_content,
                           paging, search_params, single)
@@ -113,7 +113,7 @@ def _change_user(user_id: str, change):
     found = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = found.user.id
     body = json_body()
-    check_if_match(version(found.user.updated_at, found.user.id))
+    check_if_match(user_version(found.user, found.groups))
     resource = _user_json(change(g.scim_caller, found, body))
     commit(200)
     return single(resource)
@@ -131,10 +131,10 @@ def patch_user(user_id: str):
 
 @bp.delete("/Users/<user_id>")
 def delete_user(user_id: str):
-    user = user_service.get_user(g.scim_caller, user_id)
-    g.scim_user_id = user.id
-    check_if_match(version(user.updated_at, user.id))
-    user_service.delete_user(g.scim_caller, user)
+    found = user_service.get_user_and_groups(g.scim_caller, user_id)
+    g.scim_user_id = found.user.id
+    check_if_match(user_version(found.user, found.groups))
+    user_service.delete_user(g.scim_caller, found.user)
     commit(204)
     return no_content()
 
@@ -143,11 +143,7 @@ def delete_user(user_id: str):
 
 def _wants_members(attributes: str | None, excluded: str | None) -> bool:
     """Members are a query of their own: skipped when the client's projection leaves them out."""
-    if excluded and "members" in [a.strip().lower() for a in excluded.split(",")]:
-        return False
-    if attributes and "members" not in [a.strip().lower().split(".")[0] for a in attributes.split(",")]:
-        return False
-    return True
+    return requested("members", attributes, excluded)
 
 
 def _members_requested() -> bool:

@@ -72,14 +72,16 @@ _TYPE = Attr("type", description="A label for the address; Gatehouse keeps one w
 
 USER_SCHEMA = Schema(CORE_USER, "User", "A member of the workspace.", (
     Attr("userName", required=True, uniqueness="server",
-         description="The member's work email address, used to sign in. Unique in the workspace, any case."),
+         description="The IdP's name for the member, unique in the workspace (any case); usually the work email "
+                     "address, and then the member's address unless emails gives another."),
     Attr("name", "complex", "The member's name.", sub=(
         Attr("formatted", description="The full name (read from givenName and familyName)."),
         Attr("familyName", description="Family name."),
         Attr("givenName", description="Given name."),
     )),
     Attr("displayName", description="The name shown in the product."),
-    Attr("emails", "complex", "The member's work email; the same address as userName.", multi=True, sub=(
+    Attr("emails", "complex", "The member's one address, used to sign in: the primary one sent, else the work "
+                              "one, else the first.", multi=True, sub=(
         Attr("value", description="Email address."),
         Attr("display", description="A label for the address."),
         _TYPE,

@@ -1,6 +1,9 @@
 """SCIM Users, stored as workspace members. Rules live here; the views only parse
 and render. A user the IdP deleted is detached (hidden from SCIM, deactivated,
-data kept) and linked again by a POST with the same userName."""
+data kept) and linked again by a POST with its userName or its address.
+
+A member's SCIM userName is the userName stored beside it (one that differs from
+its address), else its address; it is unique in the workspace, across both."""
 from __future__ import annotations
 
 import functools
@@ -47,13 +50,19 @@ def visible_users(workspace_id: int):
 
 # Hot statements built once, so SQLAlchemy reuses their compiled form on every request.
 # The caller's workspace is already in the session: no join to load it again with every user.
-_VISIBLE_BY_ID = (select(User).options(lazyload(User.workspace))
-                  .where(User.workspace_id == bindparam("workspace_id"), User.id == bindparam("user_id"), _not_detached()))
-_BY_EMAIL = select(User).where(User.workspace_id == bindparam("workspace_id"),
-                               User.email_normalized == bindparam("email"))
-_BY_USER_NAME = (select(User).join(ScimUserName, ScimUserName.user_id == User.id)
-                 .where(ScimUserName.workspace_id == bindparam("workspace_id"),
-                        ScimUserName.user_name_normalized == bindparam("user_name")))
+
+# Members holding an address or a userName, detached ones too: one uncorrelated id list, each
+# half an index look-up (aliases, so the subqueries keep their own FROM).
+_holding_user, _holding_name = aliased(User), aliased(ScimUserName)
+_HOLDERS = (
+    select(User, ScimUserName.user_name, ScimDetachedUser.user_id.is_not(None)).options(lazyload(User.workspace))
+    .outerjoin(ScimUserName, ScimUserName.user_id == User.id)
+    .outerjoin(ScimDetachedUser, ScimDetachedUser.user_id == User.id)
+    .where(User.id.in_(union_all(
+        select(_holding_user.id).where(_holding_user.workspace_id == bindparam("workspace_id"),
+                                       _holding_user.email_normalized.in_(bindparam("addresses", expanding=True))),
+        select(_holding_name.user_id).where(_holding_name.workspace_id == bindparam("workspace_id"),
+                                            _holding_name.user_name_normalized == bindparam("user_name"))))))
 _ANY_DETACHED = select(ScimDetachedUser.user_id).where(ScimDetachedUser.workspace_id == bindparam("workspace_id")).limit(1)
 _GROUPS_OF = (select(GroupMember.user_id, Group).join(Group, Group.id == GroupMember.group_id)
               .where(GroupMember.user_id.in_(bindparam("user_ids", expanding=True))).order_by(Group.id))
@@ -69,7 +78,7 @@ _VISIBLE_BY_ID_WITH_GROUPS = (
 
 @dataclass
 class Found:
-    """A user as SCIM sees it: the member, its non-email userName if any, its groups."""
+    """A user as SCIM sees it: the member, its stored userName if any (None: the address), its groups."""
     user: User
     user_name: str | None
     groups: list[Group]
@@ -85,16 +94,6 @@ def get_user_and_groups(caller: Caller, user_id) -> Found:
     return Found(rows[0][0], rows[0][1], [group for _, _, group in rows if group is not None])
 
 
-def get_user(caller: Caller, user_id) -> User:
-    user_id = parse_id(user_id)
-    if user_id is None:
-        raise not_found()
-    user = db.session.scalar(_VISIBLE_BY_ID, {"workspace_id": caller.workspace_id, "user_id": user_id})
-    if user is None:
-        raise not_found(f"User {user_id} not found.")
-    return user
-
-
 # --- filtering ------------------------------------------------------------------------------------
 
 _EMAILS = MultiValued({
@@ -105,7 +104,7 @@ _EMAILS = MultiValued({
 _GROUPS = MultiValued({"value": IdField("groups.value", GroupMember.group_id)},
                       wrap=lambda condition: exists().where(GroupMember.user_id == User.id, condition))
 class UserNameField(Field):
-    """userName is the address, unless the member has a non-email userName kept beside it."""
+    """userName is the address, unless the member has a userName kept beside it."""
 
     # An alias: list queries also join ScimUserName, which would swallow these subqueries' FROM.
     _names = aliased(ScimUserName)
@@ -216,36 +215,43 @@ def groups_of(user_ids: list[int]) -> dict[int, list[Group]]:
 
 # --- writes ---------------------------------------------------------------------------------------
 
-def _find_by_email(workspace_id: int, email: str) -> User | None:
-    return db.session.scalar(_BY_EMAIL, {"workspace_id": workspace_id, "email": User.normalize_email(email)})
+@dataclass
+class Holder:
+    """A member (detached or not) holding an address or a userName someone wants."""
+    user: User
+    user_name: str | None
+    detached: bool
 
 
-def _find_by_user_name(workspace_id: int, user_name: str) -> User | None:
-    return db.session.scalar(_BY_USER_NAME, {"workspace_id": workspace_id, "user_name": user_name.lower()})
-
-
-def _detachment(user: User) -> ScimDetachedUser | None:
-    return db.session.get(ScimDetachedUser, user.id)
+def _holders(workspace_id: int, fields: UserFields, *, besides: int | None = None) -> list[Holder]:
+    """The members, other than `besides`, that hold the address `fields` gives, or its userName
+    (as a stored userName, or as the address of a member without one)."""
+    email, name = fields.email.lower(), (fields.user_name or fields.email).lower()
+    rows = db.session.execute(_HOLDERS, {"workspace_id": workspace_id, "addresses": sorted({email, name}),
+                                         "user_name": name})
+    return [Holder(user, user_name, detached) for user, user_name, detached in rows
+            if user.id != besides and (user.email_normalized == email or (user_name or user.email).lower() == name)]
 
 
 def create_user(caller: Caller, body) -> Found:
     fields = user_fields(body_to_document(USER_SPEC, body))
+    holders = _holders(caller.workspace_id, fields)
+    if holders:
+        return _relink(caller, fields, holders)
     user = User(workspace_id=caller.workspace_id, role=fields.role or caller.workspace.default_role,
                 status=UserStatus.active.value, source=UserSource.scim.value)
     user.set_email(fields.email)
     _write_profile(user, fields)
     db.session.add(user)
     try:
-        # The unique indexes (address; stored userName) answer "does this member exist?" in
-        # the common case without a look-up; only a taken one pays for the second query.
         db.session.flush()
         if fields.user_name:
             db.session.add(ScimUserName(user_id=user.id, workspace_id=caller.workspace_id, user_name=fields.user_name,
                                         user_name_normalized=fields.user_name.lower()))
             db.session.flush()
-    except IntegrityError:
+    except IntegrityError:  # taken between the look-up and the insert
         db.session.rollback()
-        return _relink(caller, fields)
+        return _relink(caller, fields, _holders(caller.workspace_id, fields))
     record(caller.workspace_id, "scim.user_created", actor_label=caller.label, target=user, role=user.role,
            external_id=user.external_id)
     if fields.active is False:
@@ -253,30 +259,28 @@ def create_user(caller: Caller, body) -> Found:
     return Found(user, fields.user_name, [])
 
 
-def _relink(caller: Caller, fields: UserFields) -> Found:
-    """POST for a userName that exists: a user the IdP deleted earlier is linked again, data kept."""
+def _relink(caller: Caller, fields: UserFields, holders: list[Holder]) -> Found:
+    """POST for a userName or an address that exists. A member the IdP deleted earlier, who
+    alone holds both, is linked again (data kept) and takes the body's values; else 409."""
     user_name = fields.user_name or fields.email
-    if fields.user_name:
-        existing = _find_by_user_name(caller.workspace_id, fields.user_name)
-    else:
-        existing = _find_by_email(caller.workspace_id, fields.email)
-        if existing is not None and db.session.get(ScimUserName, existing.id) is not None:
-            existing = None  # that address belongs to a member with another userName
-    detachment = _detachment(existing) if existing is not None else None
-    if detachment is None:
+    if len({h.user.id for h in holders}) > 1 and all(h.detached for h in holders):
+        raise uniqueness(f"userName {user_name} and the address {fields.email} belong to two members the IdP "
+                         "deleted earlier; an admin can delete one of them permanently in Gatehouse.")
+    if len(holders) != 1 or not holders[0].detached:
         raise uniqueness(f"A member with userName {user_name} (or with the address {fields.email}) already exists.")
-    db.session.delete(detachment)
-    existing.source = UserSource.scim.value
-    record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing)
+    (existing,) = holders
+    db.session.execute(delete(ScimDetachedUser).where(ScimDetachedUser.user_id == existing.user.id))
+    existing.user.source = UserSource.scim.value
+    record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing.user)
     if fields.active is None:
         fields.active = True
-    _write(caller, existing, fields)
-    return Found(existing, fields.user_name, [])
+    _write(caller, existing.user, fields, existing.user_name)
+    return Found(existing.user, fields.user_name, [])
 
 
 def replace_user(caller: Caller, found: Found, body) -> Found:
     doc = body_to_document(USER_SPEC, body)
-    fields = user_fields(doc, current_email=found.user.email)
+    fields = user_fields(doc, current_email=found.user.email, current_user_name=found.user_name)
     _write(caller, found.user, fields, found.user_name)
     found.user_name = fields.user_name
     return found
@@ -284,8 +288,11 @@ def replace_user(caller: Caller, found: Found, body) -> Found:
 
 def patch_user(caller: Caller, found: Found, body) -> Found:
     operations = parse_operations(body)
-    doc = apply_patch(USER_SPEC, user_document(found.user, found.user_name), operations)
-    fields = user_fields(doc, current_email=found.user.email)
+    touched: set[str] = set()
+    doc = apply_patch(USER_SPEC, user_document(found.user, found.user_name), operations, touched=touched)
+    # The document always shows the address in emails: the IdP sent emails only if an operation named them.
+    fields = user_fields(doc, current_email=found.user.email, current_user_name=found.user_name,
+                         emails_sent="emails" in touched)
     if (doc.get(GATEHOUSE_USER) or {}).get("role") is None:
         fields.role = caller.workspace.default_role  # removing the role gives the default one
     _write(caller, found.user, fields, found.user_name)
@@ -312,16 +319,15 @@ def _write_profile(user: User, fields: UserFields) -> list[str]:
     return changed
 
 
-_UNKNOWN = object()
-
-
-def _write(caller: Caller, user: User, fields: UserFields, current_user_name=_UNKNOWN) -> None:
+def _write(caller: Caller, user: User, fields: UserFields, current_user_name: str | None) -> None:
+    moves = fields.email.lower() != user.email_normalized
+    if moves or (fields.user_name or fields.email).lower() != (current_user_name or user.email).lower():
+        taken = _holders(caller.workspace_id, fields, besides=user.id)
+        if taken:
+            raise uniqueness(_taken(fields, taken[0]))
     changed = [] if current_user_name == fields.user_name else _write_user_name(caller, user, fields.user_name)
     admin_could_sign_in = False
-    if fields.email.lower() != user.email_normalized:
-        other = _find_by_email(caller.workspace_id, fields.email)
-        if other is not None and other.id != user.id:
-            raise uniqueness(f"Another member already has userName {fields.email}.")
+    if moves:
         admin_could_sign_in = user.is_admin and can_sign_in(user)
         old_email = user.email
         user.set_email(fields.email)
@@ -353,6 +359,15 @@ def _write(caller: Caller, user: User, fields: UserFields, current_user_name=_UN
     _flush_unique(fields.email)
 
 
+def _taken(fields: UserFields, holder: Holder) -> str:
+    held = f"the address {fields.email}" if holder.user.email_normalized == fields.email.lower() \
+        else f"the userName {fields.user_name or fields.email}"
+    if holder.detached:
+        return (f"A member the IdP deleted earlier has {held} (kept until an admin deletes them permanently in "
+                "Gatehouse, or a POST links them again).")
+    return f"Another member already has {held}."
+
+
 def _write_user_name(caller: Caller, user: User, user_name: str | None) -> list[str]:
     stored = db.session.get(ScimUserName, user.id)
     if (stored.user_name if stored else None) == user_name:
@@ -360,9 +375,6 @@ def _write_user_name(caller: Caller, user: User, user_name: str | None) -> list[
     if user_name is None:
         db.session.delete(stored)
     else:
-        other = _find_by_user_name(caller.workspace_id, user_name)
-        if other is not None and other.id != user.id:
-            raise uniqueness(f"Another member already has userName {user_name}.")
         if stored is None:
             stored = ScimUserName(user_id=user.id, workspace_id=caller.workspace_id)
             db.session.add(stored)
@@ -379,5 +391,5 @@ def _flush_unique(email: str) -> None:
         raise uniqueness(f"A member with userName {email} already exists.") from None
 
 
-__all__ = ["Caller", "Found", "ScimError", "create_user", "delete_user", "get_user", "get_user_and_groups", "groups_of",
+__all__ = ["Caller", "Found", "ScimError", "create_user", "delete_user", "get_user_and_groups", "groups_of",
            "list_users", "patch_user", "replace_user", "visible_users"]

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from flask import Blueprint, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.extensions import csrf, db
 from app.models import Workspace
@@ -50,8 +51,11 @@ def authenticate_request():
     g.scim_caller = Caller(workspace, principal.label)
     if not workspace.is_enterprise:
         raise ScimError(403, "SCIM provisioning needs the Enterprise plan for this workspace.")
+    # Reads stop one byte past the limit, so a body without Content-Length (chunked) meets it
+    # too: json_body sees that byte and answers 413 rather than parse a truncated body.
+    request.max_content_length = MAX_BODY + 1
     if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
+        raise _too_large()
     if request.method in ("POST", "PUT", "PATCH"):
         if request.mimetype and request.mimetype not in JSON_TYPES:
             raise ScimError(415, f"Send the body as {MEDIA_TYPE} (got {request.mimetype}).")
@@ -86,7 +90,9 @@ def log_request(response):
 
 def _add_log_entry(caller, status: int) -> None:
     path = request.path + ("?" + unquote(request.query_string.decode("latin-1")) if request.query_string else "")
-    body = request.get_data(cache=True) if request.content_length and request.content_length <= MAX_BODY else None
+    body = g.get("scim_body")  # as json_body read it (a chunked body has no Content-Length)
+    if body is None and request.content_length and request.content_length <= MAX_BODY:
+        body = request.get_data(cache=True)
     requestlog.add_entry(caller.workspace_id, request.method, path, status,
                          int((time.perf_counter() - g.scim_started) * 1000), body, g.get("scim_user_id"),
                          # which credential (token or OAuth connection), then the client's own name
@@ -116,8 +122,18 @@ def render_error(status: int, message: str):
 
 # --- parsing --------------------------------------------------------------------------------------
 
+def _too_large() -> ScimError:
+    return ScimError(413, f"The request body is larger than {MAX_BODY} bytes.")
+
+
 def json_body():
-    raw = request.get_data(cache=True)
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise _too_large() from None
+    if len(raw) > MAX_BODY:
+        raise _too_large()
+    g.scim_body = raw
     if not raw or not raw.strip():
         raise invalid_syntax("The request body is empty; send a JSON object.")
     try:

@@ -106,7 +106,9 @@ def test_entra_sequence(live_app_url, workspace):
     ]})
     assert patched.status_code == 200, patched.text
     got = patched.json()
-    assert got["id"] == user_id and got["userName"] == "sam.lee2@acme.test"
+    # Entra changed mail, not the UPN: the address moves, and userName stays what Entra holds.
+    assert got["id"] == user_id and got["userName"] == "Sam.Lee@acme.test"
+    assert got["emails"] == [{"value": "sam.lee2@acme.test", "type": "work", "primary": True}]
     assert got["name"]["givenName"] == "Samuel" and got["name"]["familyName"] == "Lee-Smith"
     assert got[ROLE_EXT]["role"] == "creator"
     by_email = entra.send("GET", "/Users?filter=" + quote('emails[type eq "work"].value eq "SAM.LEE2@acme.test"'))
@@ -114,8 +116,9 @@ def test_entra_sequence(live_app_url, workspace):
     disabled = entra.send("PATCH", f"/Users/{user_id}", {"schemas": [PATCH], "Operations": [
         {"op": "Replace", "path": "active", "value": "False"}]})
     assert disabled.json()["active"] is False
-    filtered = entra.send("GET", "/Users?filter=" + quote('userName eq "sam.lee2@acme.test"')).json()
-    assert filtered["Resources"][0]["active"] is False
+    filtered = entra.send("GET", "/Users?filter=" + quote('userName eq "sam.lee@acme.test"')).json()
+    assert [r["id"] for r in filtered["Resources"]] == [user_id] and filtered["Resources"][0]["active"] is False
+    assert entra.send("GET", "/Users?filter=" + quote('userName eq "sam.lee2@acme.test"')).json()["totalResults"] == 0
     group = entra.send("POST", "/Groups", {"schemas": [CORE_GROUP], "displayName": "Entra Group", "externalId": "g-9",
                                            "members": []}).json()
     entra.send("PATCH", f"/Groups/{group['id']}", {"schemas": [PATCH], "Operations": [

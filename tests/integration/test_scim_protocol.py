@@ -258,6 +258,29 @@ def test_fuzzed_filters_paths_and_bodies_never_500(scim):
         assert response.status_code in (200, 400, 409), (body, response.get_data(as_text=True))
 
 
+@pytest.mark.parametrize("op", ["add", "replace", "Add", "Replace"])
+def test_filtered_patch_paths_with_values_that_are_not_objects_are_400(scim, op):
+    """RFC 7644 §3.5.2.1/3: add and replace carry the value to set; on `attr[filter]` that is an
+    object of sub-attributes, so null, a number, a string or a list is invalidValue, never a 500."""
+    user = scim.post("/Users", user_body("fuzz@acme.test")).get_json(force=True)
+    group = scim.post("/Groups", {"displayName": "G", "members": [{"value": user["id"]}]}).get_json(force=True)
+    resources = {f"/Users/{user['id']}": ['emails[type eq "work"]', 'emails[type eq "home"]',
+                                          'emails[value eq "fuzz@acme.test"]', 'emails[primary eq true]'],
+                 f"/Groups/{group['id']}": [f'members[value eq "{user["id"]}"]', 'members[value eq "2"]',
+                                            'members[value eq "99999"]']}
+    for path, targets in resources.items():
+        before = scim.get(path).get_json(force=True)
+        for target in targets:
+            for value in (None, 5, "x", [], [{"value": "1"}], True):
+                response = scim.patch(path, [{"op": op, "path": target, "value": value}])
+                assert_scim_error(response, 400, "invalidValue")
+            for sub_path, value in ((target + ".value", None), (target + ".value", [1]), (target + ".type", {})):
+                response = scim.patch(path, [{"op": op, "path": sub_path, "value": value}])
+                assert response.status_code in (200, 400), (sub_path, value, response.get_data(as_text=True))
+        if path.startswith("/Groups"):
+            assert scim.get(path).get_json(force=True)["members"] == before["members"]
+
+
 @pytest.mark.csrf
 def test_scim_is_exempt_from_csrf(scim):
     response = scim.post("/Users", user_body("csrf@acme.test"))

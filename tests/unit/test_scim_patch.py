@@ -128,3 +128,80 @@ def test_operation_errors(operation, scim_type):
     with pytest.raises(ScimError) as info:
         patch(user_doc(), operation)
     assert info.value.scim_type == scim_type, info.value.detail
+
+
+@pytest.mark.parametrize("path", ['emails[type eq "work"]', 'emails[type eq "home"]', 'emails[primary eq true]'])
+@pytest.mark.parametrize("value", [None, 5, "x", [], [{"value": "a@acme.test"}]])
+@pytest.mark.parametrize("op", ["add", "replace"])
+def test_filtered_add_or_replace_needs_an_object(op, path, value):
+    """RFC 7644 §3.5.2.1/3: the value of `attr[filter]` is an object of sub-attributes."""
+    with pytest.raises(ScimError) as info:
+        patch(user_doc(), {"op": op, "path": path, "value": value})
+    assert info.value.scim_type == "invalidValue" and info.value.status == 400
+    with pytest.raises(ScimError) as info:
+        patch({"displayName": "G", "members": [{"value": "2"}]},
+              {"op": op, "path": 'members[value eq "2"]', "value": value}, spec=GROUP_SPEC)
+    assert info.value.scim_type == "invalidValue"
+
+
+def test_a_value_made_primary_clears_primary_on_the_others():
+    """RFC 7644 §3.5.2: the server sets primary to false on the other values."""
+    added = patch(user_doc(), {"op": "add", "path": "emails",
+                               "value": [{"value": "new@acme.test", "type": "work", "primary": True}]})
+    assert added["emails"] == [{"value": "ada@acme.test", "type": "work", "primary": False},
+                               {"value": "new@acme.test", "type": "work", "primary": True}]
+    assert user_fields(added, current_email="ada@acme.test").email == "new@acme.test"
+    doc = user_doc()
+    doc["emails"].append({"value": "home@acme.test", "type": "home"})
+    doc = patch(doc, {"op": "replace", "path": 'emails[type eq "home"].primary', "value": True})
+    assert [e.get("primary") for e in doc["emails"]] == [False, True]
+    doc = patch(doc, {"op": "replace", "path": 'emails[type eq "work"]', "value": {"primary": "True"}})
+    assert [e.get("primary") for e in doc["emails"]] == [True, False]
+    # Adding a value that is not primary leaves the primary one alone.
+    doc = patch(doc, {"op": "add", "path": "emails", "value": [{"value": "x@acme.test", "primary": False}]})
+    assert [e.get("primary") for e in doc["emails"]] == [True, False, False]
+
+
+def test_the_operations_a_patch_names_are_reported():
+    touched = set()
+    patch_ops = [{"op": "replace", "value": {"userName": "a@acme.test", "name.givenName": "A", f"{ROLE}:role": "admin",
+                                             "title": "ignored"}},
+                 {"op": "Replace", "path": 'emails[type eq "work"].value', "value": "b@acme.test"}]
+    apply_patch(USER_SPEC, user_doc(), parse_operations({"schemas": [PATCH], "Operations": patch_ops}),
+                touched=touched)
+    assert touched == {"userName", "name", "emails"}
+
+
+def test_member_operations_keep_their_meaning_in_any_number_and_order():
+    """Each operation is a look-up in an index, not a pass over the members: the result must be
+    exactly what applying them one by one to a plain list gives."""
+    import random
+    rng = random.Random(11)
+    for _ in range(30):
+        members = [str(i) for i in rng.sample(range(1, 60), rng.randint(0, 40))]
+        expected, operations = list(members), []
+        for _ in range(rng.randint(1, 60)):
+            number = str(rng.randint(1, 70))
+            kind = rng.choice(["add", "add-list", "remove-filter", "remove-list", "replace-sub", "add-filter"])
+            if kind == "add":
+                operations.append({"op": "add", "path": "members", "value": [{"value": number}]})
+                expected += [number] if number not in expected else []
+            elif kind == "add-list":
+                more = [str(rng.randint(1, 70)) for _ in range(3)]
+                operations.append({"op": "Add", "path": "members", "value": [{"value": m} for m in more]})
+                expected += [m for m in dict.fromkeys(more) if m not in expected]
+            elif kind == "remove-filter":
+                operations.append({"op": "remove", "path": f'members[value eq "{number}"]'})
+                expected = [m for m in expected if m != number]
+            elif kind == "remove-list":
+                operations.append({"op": "Remove", "path": "members", "value": [{"value": number}]})
+                expected = [m for m in expected if m != number]
+            elif kind == "replace-sub" and expected:
+                old = rng.choice(expected)
+                operations.append({"op": "replace", "path": f'members[value eq "{old}"].value', "value": number})
+                expected = [number if m == old else m for m in expected]
+            elif kind == "add-filter":
+                operations.append({"op": "add", "path": f'members[value eq "{number}"]', "value": {}})
+                expected += [number] if number not in expected else []
+        doc = patch({"displayName": "G", "members": [{"value": m} for m in members]}, *operations, spec=GROUP_SPEC)
+        assert [m["value"] for m in doc["members"]] == expected, operations

@@ -13,16 +13,52 @@ ROLE = "urn:ietf:params:scim:schemas:extension:gatehouse:2.0:User"
 
 
 def test_username_is_the_address_and_emails_can_move_it():
-    doc = body_to_document(USER_SPEC, {"UserName": "Ada@Acme.test", "NAME": {"GivenName": "Ada"},
-                                       "emails": [{"value": "other@acme.test", "type": "home"}]})
+    # Only userName: it is the address.
+    doc = body_to_document(USER_SPEC, {"UserName": "Ada@Acme.test", "NAME": {"GivenName": "Ada"}})
     fields = user_fields(doc)
-    assert fields.email == "Ada@acme.test" and fields.given_name == "Ada" and fields.display_name == "Ada"
+    assert fields.email == "Ada@acme.test" and fields.user_name is None
+    assert fields.given_name == "Ada" and fields.display_name == "Ada"
+    # With emails, the address is the primary one, else the work one, else the first; a
+    # userName that differs is kept as the IdP's userName, email-shaped or not.
+    doc["emails"] = [{"value": "other@acme.test", "type": "home"}]
+    fields = user_fields(doc)
+    assert (fields.email, fields.user_name) == ("other@acme.test", "Ada@Acme.test")
+    doc["emails"] = [{"value": "home@acme.test", "type": "home"}, {"value": "work@acme.test", "type": "work"}]
+    assert user_fields(doc).email == "work@acme.test"
+    doc["emails"].append({"value": "main@acme.test", "primary": True})
+    assert user_fields(doc).email == "main@acme.test"
     # The same userName with a new primary address: the address moves (Entra's emails[type eq "work"].value).
     doc["emails"] = [{"value": "ada.new@acme.test", "primary": True}]
-    assert user_fields(doc, current_email="ada@acme.test").email == "ada.new@acme.test"
-    # Both changed: userName wins.
+    fields = user_fields(doc, current_email="ada@acme.test")
+    assert (fields.email, fields.user_name) == ("ada.new@acme.test", "Ada@Acme.test")
+    # Both changed: emails win, and the same document gives the same member every time.
     doc["userName"] = "ada.un@acme.test"
-    assert user_fields(doc, current_email="ada@acme.test").email == "ada.un@acme.test"
+    for current in ("ada@acme.test", "ada.new@acme.test"):
+        for current_user_name in (None, "Ada@Acme.test", "ada.un@acme.test"):
+            fields = user_fields(doc, current_email=current, current_user_name=current_user_name)
+            assert (fields.email, fields.user_name) == ("ada.new@acme.test", "ada.un@acme.test")
+    # userName differing only in letter case from the address is the address.
+    doc["userName"] = "ADA.NEW@acme.test"
+    assert user_fields(doc, current_email="ada@acme.test").user_name is None
+
+
+def test_without_emails_username_moves_the_address_only_when_it_was_the_address():
+    doc = {"userName": "ada.k@acme.test"}
+    # No stored userName: the userName was the address (an IdP mapping only userName), so it moves.
+    assert user_fields(doc, current_email="ada@acme.test", current_user_name=None).email == "ada.k@acme.test"
+    # A userName kept beside the address: the address stays, the new userName is kept.
+    fields = user_fields(doc, current_email="ada@acme.test", current_user_name="ada.opaque")
+    assert (fields.email, fields.user_name) == ("ada@acme.test", "ada.k@acme.test")
+    # A PATCH whose operations left emails alone sends none, whatever the document shows.
+    doc = {"userName": "ada.k@acme.test", "emails": [{"value": "ada@acme.test", "type": "work", "primary": True}]}
+    fields = user_fields(doc, current_email="ada@acme.test", current_user_name=None, emails_sent=False)
+    assert (fields.email, fields.user_name) == ("ada.k@acme.test", None)
+    # An opaque userName keeps the address; at creation it needs emails.
+    fields = user_fields({"userName": "u123"}, current_email="ada@acme.test")
+    assert (fields.email, fields.user_name) == ("ada@acme.test", "u123")
+    with pytest.raises(ScimError) as info:
+        user_fields({"userName": "u123"})
+    assert info.value.scim_type == "invalidValue"
 
 
 @pytest.mark.parametrize("role, expected", [("admin", "admin"), (" Creator_Lite ", "creator_lite"), (None, None)])
