@@ -6,7 +6,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import IntegrityError
 
 from app.cli import fail, require_workspace
-from app.domains.service import INBOXES, DomainError, add_domain
+from app.domains.service import INBOXES, DomainError, add_collision_message, add_domain
 from app.extensions import db
 
 domain_cli = AppGroup("domain", help="Manage authorized domains.")
@@ -28,7 +28,8 @@ def add_command(slug, name, method, inbox, verified):
     except DomainError as exc:
         fail(str(exc))
     except IntegrityError:
-        fail(f"{name} was verified by another workspace at the same moment")
+        db.session.rollback()
+        fail(add_collision_message(workspace.id, name))
     click.echo(f"{domain.name} {domain.status}")
     if domain.method == "dns" and domain.status == "pending":
         click.echo(f"{domain.record_name} TXT {domain.record_value}")

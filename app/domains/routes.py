@@ -41,8 +41,15 @@ def enterprise_admin_required(view):
 def row_context(domain: Domain) -> dict:
     email_problem = service.email_problem(domain)
     email_sent_at = service.email_sent_at(domain) if domain.method == "email" else None
+    check_state = service.check_state(domain)
+    # A failed domain, or one about to fail: what that does to sign-in depends on SSO.
+    stops_counting = domain.status == "failed" or (domain.is_verified and domain.record_missing_since is not None)
+    members_on_it = service.members_only_on(domain) if stops_counting else []
+    sso_on = service.sso_enforced(domain.workspace_id) if stops_counting else None
     return {"domain": domain, "email_problem": email_problem, "email_sent_at": email_sent_at,
-            "version": row_version(domain, email_problem, email_sent_at), "inboxes": service.INBOXES}
+            "check_state": check_state, "members_on_it": members_on_it, "sso_on": sso_on,
+            "version": row_version(domain, email_problem, email_sent_at, check_state, len(members_on_it), sso_on),
+            "inboxes": service.INBOXES}
 
 
 def row_version(domain: Domain, *extra) -> str:
@@ -82,7 +89,9 @@ def _row_response(domain: Domain, *, notice: str | None = None, error: str | Non
 
 
 def _act(domain_id: int, action, success: str):
-    """A row button: run the service, commit, answer with the row (HTMX) or redirect."""
+    """A row button: run the service, commit, answer with the row (HTMX) or redirect.
+    `action` may return a function to call after the commit, which returns a problem
+    to show instead of `success` (or None)."""
     if not ActionForm().validate_on_submit():
         abort_with(400, "This form has expired. Reload the page and try again.")
     domain = _domain(domain_id)
@@ -96,8 +105,12 @@ def _act(domain_id: int, action, success: str):
             return _row_response(domain, error=str(exc), status=422)
         flash(str(exc), "error")
         return _back_to_list()
-    if after_commit:
-        after_commit()
+    problem = after_commit() if after_commit else None
+    if problem:
+        if wants_fragment():
+            return _row_response(domain, error=problem, status=503)
+        flash(problem, "error")
+        return _back_to_list()
     message = success.format(domain=domain.display_name)
     if wants_fragment():
         return _row_response(domain, notice=message)
@@ -127,9 +140,9 @@ def add():
         except service.DomainError as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
-        except IntegrityError:
+        except IntegrityError:  # committed by someone else between our checks and our write
             db.session.rollback()
-            form.name.errors.append("Another workspace verified this domain at the same moment.")
+            form.name.errors.append(service.add_collision_message(workspace.id, form.name.data))
         else:
             if domain.method == "dns":
                 enqueue_check(domain.id)  # shows at once what DNS says today
@@ -183,8 +196,22 @@ def outside_members():
 def check(domain_id: int):
     def action(domain):
         service.request_check(domain)
-        return lambda: enqueue_check(domain.id)
+        return lambda: _enqueue_requested_check(domain)
     return _act(domain_id, action, "Checking DNS for {domain} now…")
+
+
+def _first_check(domain: Domain) -> None:
+    """At once, to show what DNS says today; if it cannot be queued, the sweep's, a minute later, will do."""
+    enqueue_check(domain.id)
+
+
+def _enqueue_requested_check(domain: Domain) -> str | None:
+    if enqueue_check(domain.id):
+        return None
+    service.check_not_started(domain)  # the row must not wait for a check that will never run
+    db.session.commit()
+    return (f"The check of {domain.display_name} could not be started: our job queue is not answering. "
+            "Try again in a minute.")
 
 
 @bp.post("/settings/domains/<int:domain_id>/resend")
@@ -198,7 +225,7 @@ def resend(domain_id: int):
 def restart(domain_id: int):
     def action(domain):
         service.restart(domain, actor=current_user)
-        return (lambda: enqueue_check(domain.id)) if domain.method == "dns" else None
+        return (lambda: _first_check(domain)) if domain.method == "dns" else None
     return _act(domain_id, action, "Verification of {domain} restarted for 7 days.")
 
 
@@ -217,7 +244,7 @@ def switch_method(domain_id: int):
 
     def action(domain):
         service.switch_method(domain, form.method.data, actor=current_user, inbox=form.inbox.data)
-        return (lambda: enqueue_check(domain.id)) if domain.method == "dns" else None
+        return (lambda: _first_check(domain)) if domain.method == "dns" else None
     return _act(domain_id, action, "{domain} will now be verified the new way.")
 
 
@@ -234,14 +261,30 @@ def remove(domain_id: int):
         abort_with(400, "This form has expired. Reload the page and try again.")
     name = domain.display_name
     try:
-        service.remove_domain(domain, actor=current_user)
+        lost = service.remove_domain(domain, actor=current_user)
         db.session.commit()
     except service.DomainError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return _back_to_list()
-    flash(f"{name} removed. SSO enforcement no longer applies to it.", "success")
+    flash(f"{name} removed. {_what_removal_did(name, lost)}", "success")
     return _back_to_list()
+
+
+def _what_removal_did(name: str, lost: service.LostCover) -> str:
+    """The truth about sign-in after a removal (remove.html says the same beforehand)."""
+    if not lost.was_verified:
+        return "It was not verified, so nothing changes for signing in."
+    n = len(lost.members)
+    members = f"the {n} member{'' if n == 1 else 's'} whom only it covered"
+    if lost.sso_on:
+        if not n:
+            return (f"SSO is on, so members on {name} are blocked from signing in from now on; "
+                    "none of your current members is.")
+        return (f"SSO is on, so {members} {'is' if n == 1 else 'are'} now blocked from signing in, "
+                "and their open sessions have ended.")
+    return (f"SSO is not enforced, so passwords keep working; once it is turned on, "
+            f"{members if n else 'members on ' + name} will be blocked from signing in.")
 
 
 # --- the emailed link (no sign-in: the person at the inbox may have no account) -------------

@@ -9,6 +9,7 @@ import datetime as dt
 import hmac
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, exists, select
 
@@ -27,8 +28,10 @@ from app.urls import external_url
 
 INBOXES = ("admin", "administrator", "hostmaster", "postmaster", "webmaster")
 LINK_LIFETIME = dt.timedelta(days=7)
-RESEND_INTERVAL = dt.timedelta(seconds=60)
-MAX_EMAILS_PER_DAY = 5
+RESEND_INTERVAL = dt.timedelta(seconds=60)  # between two emails from one workspace to one inbox
+MAX_EMAILS_PER_DAY = 5  # from one workspace to one inbox
+MAX_EMAILS_PER_INBOX_PER_DAY = 20  # to one inbox, from every workspace together
+CHECK_DEADLINE = dt.timedelta(minutes=2)  # a "Re-check now" not answered by then was lost
 
 
 class DomainError(ValueError):
@@ -97,9 +100,24 @@ def members_covered_only_by(domain: Domain) -> list[User]:
     """Members whom only this domain covers: outside the authorized domains once it is removed."""
     if not domain.is_verified:
         return []
+    return members_only_on(domain)
+
+
+def members_only_on(domain: Domain) -> list[User]:
+    """Active and invited members on this domain (or a subdomain) whom no other verified
+    domain covers: whether it counts decides whether they may sign in once SSO is on."""
     others = set(_verified_names(domain.workspace_id)) - {domain.name}
     return [u for u in _active_and_invited(domain.workspace_id)
             if _is_covered(u, {domain.name}) and not _is_covered(u, others)]
+
+
+def sso_enforced(workspace_id: int) -> bool:
+    """Is SSO on, so that members outside the authorized domains are blocked? Asked of the
+    sign-in policy the SSO area registers, with any active member: with SSO on it answers
+    "SSO" or "blocked" for everyone, never "password"."""
+    member = db.session.scalar(select(User).where(User.workspace_id == workspace_id,
+                                                  User.status == UserStatus.active.value).limit(1))
+    return member is not None and sign_in_method(member) is not SignInMethod.password
 
 
 def _verified_names(workspace_id: int) -> list[str]:
@@ -116,6 +134,15 @@ def _active_and_invited(workspace_id: int) -> list[User]:
 def _is_covered(user: User, covered: set[str]) -> bool:
     name = email_domain(user.email_normalized) or ""
     return any(name == d or name.endswith("." + d) for d in covered)
+
+
+def check_state(domain: Domain, now: dt.datetime | None = None) -> str | None:
+    """"running" while an asked-for check ("Re-check now") is awaited, "lost" once it is
+    overdue (its job never ran: Redis flushed or down, worker gone), None otherwise."""
+    requested = domain.check_requested_at
+    if requested is None or (domain.last_checked_at is not None and domain.last_checked_at >= requested):
+        return None
+    return "running" if (now or utcnow()) - requested < CHECK_DEADLINE else "lost"
 
 
 def email_problem(domain: Domain) -> str | None:
@@ -193,16 +220,37 @@ def add_domain(workspace: Workspace, name: str, method: str = "dns", *, actor: U
     return domain
 
 
+def add_collision_message(workspace_id: int, name: str) -> str:
+    """Why an add that passed every check still hit a unique constraint: something was
+    committed in between. Call after the rollback."""
+    try:
+        name = normalize_domain(name)
+    except InvalidDomain as exc:
+        return str(exc)
+    if db.session.scalar(select(Domain.id).where(Domain.workspace_id == workspace_id,
+                                                 Domain.name == name)) is not None:
+        return (f"{to_unicode(name)} is already in this workspace's list: another request added it at the same "
+                "moment.")
+    if verification.conflicting_domain(name, workspace_id) is not None:
+        return (f"{to_unicode(name)} cannot be added: another workspace verified it (or a parent or subdomain of "
+                "it) at the same moment. If your organization owns it, contact support.")
+    return f"{to_unicode(name)} changed while it was being added. Try again."
+
+
 def switch_method(domain: Domain, method: str, *, actor: User, inbox: str | None = None) -> None:
     """Change how the domain is proved; starts a fresh 7-day round."""
     if domain.is_verified:
         raise DomainError(f"{domain.display_name} is already verified; remove it first to verify it another way.")
+    _refuse_if_verified_elsewhere(domain)
     method = _method(method)
     if method == DomainMethod.email.value:
         inbox = _inbox(inbox)
     if method == domain.method and (method == DomainMethod.dns.value or inbox == domain.email_inbox):
-        raise DomainError(f"{domain.display_name} is already verified by {domain.method_label.lower()}"
-                          f"{' to ' + domain.inbox_display if domain.inbox_display else ''}.")
+        how = _method_phrase(domain)
+        if domain.status == DomainStatus.pending.value:
+            raise DomainError(f"{domain.display_name} is already waiting for verification by {how}.")
+        raise DomainError(f"{domain.display_name} is already set to be verified by {how}: press "
+                          "“Restart verification” to try again.")
     old = domain.method
     domain.method = method
     domain.email_inbox = inbox if method == DomainMethod.email.value else None
@@ -219,10 +267,7 @@ def restart(domain: Domain, *, actor: User) -> None:
     if domain.status not in (DomainStatus.expired.value, DomainStatus.failed.value):
         raise DomainError(f"{domain.display_name} is {domain.status_label.lower()}; only expired or failed "
                           "domains can be restarted.")
-    other = verification.conflicting_domain(domain.name, domain.workspace_id)
-    if other is not None:
-        raise DomainError(f"Another workspace has verified {domain.display_name} (or a parent or subdomain of it) "
-                          "since; it cannot be verified here.")
+    _refuse_if_verified_elsewhere(domain)
     verification.start_round(domain, utcnow())
     record(domain.workspace_id, "domain.restarted", actor=actor, target=domain, method=domain.method)
     if domain.method == DomainMethod.email.value:
@@ -244,9 +289,24 @@ def request_check(domain: Domain) -> None:
     domain.check_requested_at = utcnow()
 
 
-def remove_domain(domain: Domain, *, actor: User) -> None:
-    """Remove the domain. SSO enforcement stops applying to it, so members on it
-    may be blocked (their open sessions end); refused if no admin could sign in afterwards."""
+def check_not_started(domain: Domain) -> None:
+    """The check asked for could not be queued (Redis down): the row must not wait for it."""
+    domain.check_requested_at = None
+
+
+@dataclass(frozen=True)
+class LostCover:
+    """What a domain that stopped counting (removed, failed) means for sign-in: the members
+    only it covered, and whether SSO is on (then they are blocked and were signed out; without
+    SSO nothing changes until it is turned on)."""
+    was_verified: bool
+    members: list[User]
+    sso_on: bool
+
+
+def remove_domain(domain: Domain, *, actor: User) -> LostCover:
+    """Remove the domain. With SSO on, the members only it covered are blocked from then on
+    (their open sessions end); refused if no admin could sign in afterwards."""
     workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
     admins_could_sign_in = status == DomainStatus.verified.value and bool(admins_who_can_sign_in(workspace_id))
     covered_only = members_covered_only_by(domain)
@@ -257,6 +317,7 @@ def remove_domain(domain: Domain, *, actor: User) -> None:
         raise DomainError(f"{name} cannot be removed: with SSO enforced, no admin could sign in afterwards. "
                           "Give an admin a way to sign in that does not depend on this domain first.")
     end_sessions_of_newly_blocked(covered_only, workspace_id, reason=f"{name} removed")
+    return LostCover(status == DomainStatus.verified.value, covered_only, sso_enforced(workspace_id))
 
 
 def blocked_now(uncovered: list[User]) -> list[User]:
@@ -282,19 +343,26 @@ def end_sessions_of_newly_blocked(members: list[User], workspace_id: int, *, rea
 # --- the emailed link -------------------------------------------------------------------------
 
 def _refuse_if_inbox_flooded(domain: Domain) -> None:
-    """At most one verification email a minute, and MAX_EMAILS_PER_DAY a day, to any one
-    inbox, however they are asked for (add, resend, another inbox and back, restart, remove
-    and add again) and from whichever workspace: the inbox's owner is who this protects."""
+    """From one workspace, at most one verification email a minute and MAX_EMAILS_PER_DAY a
+    day to one inbox, however they are asked for (add, resend, another inbox and back,
+    restart, remove and add again). Counted per workspace, so that another workspace
+    cannot use up this one's emails; and MAX_EMAILS_PER_INBOX_PER_DAY from all workspaces
+    together, which protects the inbox's owner from floods. No refusal tells what other
+    workspaces sent."""
     now = utcnow()
-    recent = db.session.scalars(select(OutboundEmail.created_at).where(
+    sent = db.session.execute(select(OutboundEmail.workspace_id, OutboundEmail.created_at).where(
         OutboundEmail.to == domain.inbox_address, OutboundEmail.template == "domain_verification",
         OutboundEmail.created_at > now - dt.timedelta(days=1))).all()
-    if recent and max(recent) > now - RESEND_INTERVAL:
+    ours = [row.created_at for row in sent if row.workspace_id == domain.workspace_id]
+    if ours and max(ours) > now - RESEND_INTERVAL:
         raise DomainError(f"An email was sent to {domain.inbox_display} less than a minute ago. Wait a minute, "
                           "and check the spam folder.")
-    if len(recent) >= MAX_EMAILS_PER_DAY:
+    if len(ours) >= MAX_EMAILS_PER_DAY:
         raise DomainError(f"{MAX_EMAILS_PER_DAY} emails were sent to {domain.inbox_display} today; try again "
                           "tomorrow, or verify by DNS instead.")
+    if len(sent) >= MAX_EMAILS_PER_INBOX_PER_DAY:
+        raise DomainError(f"No more verification emails can go to {domain.inbox_display} today. Try again tomorrow, "
+                          "pick another inbox, or verify by DNS instead.")
 
 
 def _send_verification_email(domain: Domain, workspace: Workspace, actor: User | None) -> None:
@@ -354,6 +422,21 @@ def _method(method: str) -> str:
         return DomainMethod(method).value
     except ValueError:
         raise DomainError("Choose how to verify: by DNS TXT record or by email.") from None
+
+
+def _method_phrase(domain: Domain) -> str:
+    """"DNS TXT record" or "email to admin@example.com", to follow "verification by"."""
+    if domain.method == DomainMethod.email.value:
+        return f"email to {domain.inbox_display}"
+    return domain.method_label
+
+
+def _refuse_if_verified_elsewhere(domain: Domain) -> None:
+    """Restarting or switching a domain another workspace has verified since would only
+    start a round that cannot succeed (and email its inbox on this workspace's behalf)."""
+    if verification.conflicting_domain(domain.name, domain.workspace_id) is not None:
+        raise DomainError(f"Another workspace has verified {domain.display_name} (or a parent or subdomain of it) "
+                          "since; it cannot be verified here.")
 
 
 def _inbox(inbox: str | None) -> str:

@@ -117,13 +117,15 @@ def _schedule_pending(domain: Domain, now: dt.datetime, scheduled: bool) -> None
 
 
 def expire(domain: Domain, now: dt.datetime) -> None:
+    # The emailed link's hash stays, so that its holder is told it expired (and when) rather
+    # than that it never existed; an expired domain's link verifies nothing (service.domain_for_link).
     domain.status = DomainStatus.expired.value
     domain.next_check_at = None
-    domain.email_token_hash = None
     record(domain.workspace_id, "domain.expired", actor_label="system", target=domain, method=domain.method)
 
 
 def _reverify(domain: Domain, result: TxtLookup, *, now: dt.datetime) -> None:
+    from app.domains.service import members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
     if result.outcome is Outcome.found:
         if domain.record_missing_since is not None:
@@ -139,7 +141,8 @@ def _reverify(domain: Domain, result: TxtLookup, *, now: dt.datetime) -> None:
         record(domain.workspace_id, "domain.record_missing", actor_label="DNS check", target=domain,
                outcome=result.outcome.value)
         notify_admins(domain.workspace_id, f"Action needed: the DNS record for {domain.display_name} is missing",
-                      "domain_record_missing", domain=domain, deadline=now + GRACE, detail=domain.last_detail)
+                      "domain_record_missing", domain=domain, deadline=now + GRACE, detail=domain.last_detail,
+                      members=members_covered_only_by(domain), sso_on=sso_enforced(domain.workspace_id))
     if now - domain.record_missing_since < GRACE:
         domain.next_check_at = min(now + HOURLY, domain.record_missing_since + GRACE)
         return
@@ -149,8 +152,9 @@ def _reverify(domain: Domain, result: TxtLookup, *, now: dt.datetime) -> None:
 def fail(domain: Domain, now: dt.datetime) -> None:
     """Past the grace period: failed, audited, admins told; unless that would leave
     the workspace without an admin who can sign in (SSO enforcement on a domain
-    that no longer counts), in which case the domain is held and admins warned."""
-    from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by
+    that no longer counts), in which case the domain is held and admins warned.
+    With SSO on, the members only it covered are blocked from then on and signed out."""
+    from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
     admins_could_sign_in = bool(admins_who_can_sign_in(domain.workspace_id))
     covered_only = members_covered_only_by(domain)
@@ -170,9 +174,10 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     domain.next_check_at = None
     record(domain.workspace_id, "domain.failed", actor_label="DNS check", target=domain,
            missing_since=domain.record_missing_since.isoformat())
-    notify_admins(domain.workspace_id, f"{domain.display_name} is no longer verified", "domain_failed",
-                  domain=domain, detail=domain.last_detail)
     end_sessions_of_newly_blocked(covered_only, domain.workspace_id, reason=f"{domain.display_name} failed")
+    notify_admins(domain.workspace_id, f"{domain.display_name} is no longer verified", "domain_failed",
+                  domain=domain, detail=domain.last_detail, members=covered_only,
+                  sso_on=sso_enforced(domain.workspace_id))
 
 
 # --- what the sweep picks up ------------------------------------------------------------------

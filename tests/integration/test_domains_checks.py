@@ -191,7 +191,8 @@ def test_email_domains_expire_with_their_link(admin_client, jobs, workspace):
     db.session.execute(update(Domain).values(email_token_expires_at=utcnow() - dt.timedelta(seconds=1)))
     db.session.commit()
     assert sweep_domains()["expired"] == 1
-    assert reload(domain).status == "expired" and reload(domain).email_token_hash is None
+    assert reload(domain).status == "expired" and reload(domain).next_check_at is None
+    assert "domain.expired" in audit_actions(workspace)
 
 
 # --- re-verification ------------------------------------------------------------------------------
@@ -291,3 +292,90 @@ def test_one_batch_never_verifies_overlapping_names_for_two_workspaces(db_backen
     assert statuses == ["pending", "verified"]
     loser = ours if reload(ours).status == "pending" else theirs
     assert "Another workspace has already verified" in reload(loser).last_detail
+
+
+# --- a "Re-check now" whose job is lost -------------------------------------------------------------
+
+def poll_url(html):
+    return html.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+
+
+def words(html):
+    return " ".join(html.split())
+
+
+@pytest.mark.postgres
+def test_a_lost_re_check_gives_the_button_back_and_the_next_click_recovers(admin_client, dns_zone, jobs):
+    """An expired domain: nothing else will ever check it. Its job is lost after the click
+    (Redis flushed); past the deadline the row says so, stops waiting, and offers the button."""
+    domain = add(admin_client)
+    jobs()
+    make_due(domain, started_at=utcnow() - verification.PENDING_FOR)
+    sweep_domains(), jobs()
+    assert reload(domain).status == "expired"
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+
+    html = admin_client.post(f"/settings/domains/{domain.id}/check", headers=FRAGMENT).get_data(as_text=True)
+    assert "Checking DNS now" in html and 'hx-trigger="every 3s"' in html and "Re-check now" not in html
+    rq.connection.flushall()  # the job is lost
+    poll = poll_url(html)
+    assert admin_client.get(poll, headers=FRAGMENT).status_code == 204  # still within the deadline
+    assert sweep_domains()["due"] == 0  # an expired domain is not on any schedule
+
+    db.session.execute(update(Domain).where(Domain.id == domain.id).values(**requested_past_the_deadline()))
+    db.session.commit()
+    response = admin_client.get(poll, headers=FRAGMENT)
+    assert response.status_code == 200  # the open page learns that the check did not run
+    html = words(response.get_data(as_text=True))
+    assert "Checking DNS now" not in html and "hx-trigger" not in html  # no more waiting
+    assert "has not run (our job queue may be busy or down). Press “Re-check now” to try again." in html
+    assert "Re-check now</button>" in html and "Restart verification" in html
+
+    assert admin_client.post(f"/settings/domains/{domain.id}/check", headers=FRAGMENT).status_code == 200
+    jobs()
+    assert reload(domain).status == "verified"
+    html = words(row_html(admin_client, domain))
+    assert "has not run" not in html and "Checking DNS now" not in html
+
+
+def test_a_lost_re_check_of_a_pending_domain_is_recovered_by_the_sweep(admin_client, dns_zone, jobs):
+    domain = add(admin_client)
+    jobs()
+    admin_client.post(f"/settings/domains/{domain.id}/check")
+    rq.connection.flushall()
+    make_due(domain, **requested_past_the_deadline())
+    html = words(row_html(admin_client, domain))
+    assert "has not run" in html and "Re-check now</button>" in html
+    assert 'hx-trigger="every 3s"' in html  # pending: it keeps polling for the scheduled checks
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    assert sweep_domains()["due"] == 1
+    jobs()
+    assert reload(domain).status == "verified" and reload(domain).check_requested_at is None
+    assert "has not run" not in row_html(admin_client, domain)
+
+
+def test_re_check_when_redis_is_down_says_so_at_once(app, admin_client, dns_zone, jobs):
+    import redis
+    domain = add(admin_client)
+    jobs()
+    working = app.extensions["redis"]
+    app.extensions["redis"] = redis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)  # nobody there
+    try:
+        response = admin_client.post(f"/settings/domains/{domain.id}/check", headers=FRAGMENT)
+        html = words(response.get_data(as_text=True))
+        assert response.status_code == 503
+        assert ("The check of acme.test could not be started: our job queue is not answering. Try again in a "
+                "minute.") in html
+        assert "Checking DNS now" not in html and "Re-check now</button>" in html
+        assert reload(domain).check_requested_at is None
+        response = admin_client.post(f"/settings/domains/{domain.id}/check")  # without JavaScript
+        assert response.status_code == 303
+        assert "could not be started" in admin_client.get("/settings/security").get_data(as_text=True)
+    finally:
+        app.extensions["redis"] = working
+
+
+def requested_past_the_deadline():
+    """The click, and the check before it, moved back in time: three minutes without an answer."""
+    now = utcnow()
+    return {"check_requested_at": now - dt.timedelta(minutes=3), "last_checked_at": now - dt.timedelta(minutes=10)}

@@ -102,7 +102,8 @@ def test_remove_confirm_says_what_happens_to_sso(admin_client, workspace, make_u
     assert "Grace Hopper" in page and "2 members would be affected" in page
     response = admin_client.post(f"/settings/domains/{domain.id}/remove")
     assert response.status_code == 303
-    assert "acme.test removed. SSO enforcement no longer applies to it." in admin_client.get(
+    assert ("acme.test removed. SSO is not enforced, so passwords keep working; once it is turned on, the 2 members "
+            "whom only it covered will be blocked from signing in.") in admin_client.get(
         "/settings/security").get_data(as_text=True)
     assert domains() == []
     assert db.session.scalar(select(AuditEvent.action).order_by(AuditEvent.id.desc()).limit(1)) == "domain.removed"
@@ -231,3 +232,101 @@ def test_every_action_needs_the_csrf_token(client, admin, workspace, action, dat
     response = client.post(url, data=data, headers={**FRAGMENT, "X-CSRFToken": token})
     assert response.status_code in (200, 303), response.get_data(as_text=True)[:500]
     assert [(d.name, d.status, d.method, d.check_requested_at, d.email_token_hash) for d in domains()] != before
+
+
+# --- switching method -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", ["expired", "pending"])
+def test_switch_method_refused_once_another_workspace_verified_the_domain(admin_client, workspace, make_workspace,
+                                                                          status):
+    """As Restart is: switching would start a round that cannot succeed, and email the inbox of a
+    domain another workspace owns, naming this workspace."""
+    domain = add_domain(workspace, "acme.test")
+    domain.status = status
+    db.session.commit()
+    add_domain(make_workspace("Globex", admin_email="admin@globex.test"), "acme.test", verified=True)
+    db.session.commit()
+    response = admin_client.post(f"/settings/domains/{domain.id}/method", data={"method": "email", "inbox": "admin"},
+                                 headers=FRAGMENT)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert ("Another workspace has verified acme.test (or a parent or subdomain of it) since; it cannot be verified "
+            "here.") in html and "Globex" not in html
+    (ours,) = [d for d in domains() if d.workspace_id == workspace.id]
+    assert (ours.status, ours.method) == (status, "dns")
+    assert db.session.scalar(select(OutboundEmail.id)) is None  # nobody at acme.test was emailed
+
+
+def test_switching_to_the_method_already_in_use_says_what_it_is_waiting_for(admin_client, workspace):
+    dns = add_domain(workspace, "acme.test")
+    by_email = add_domain(workspace, "acme.org", "email", inbox="postmaster")
+    expired = add_domain(workspace, "acme.net")
+    expired.status = "expired"
+    db.session.commit()
+
+    def error(domain, **data):
+        response = admin_client.post(f"/settings/domains/{domain.id}/method", data=data, headers=FRAGMENT)
+        assert response.status_code == 422
+        return re.search(r'<p class="error" role="alert">([^<]*)</p>', response.get_data(as_text=True)).group(1)
+
+    assert error(dns, method="dns") == "acme.test is already waiting for verification by DNS TXT record."
+    assert error(by_email, method="email", inbox="postmaster") == (
+        "acme.org is already waiting for verification by email to postmaster@acme.org.")
+    assert error(expired, method="dns") == (
+        "acme.net is already set to be verified by DNS TXT record: press “Restart verification” to try again.")
+    assert [d.status for d in domains()] == ["pending", "pending", "expired"]
+
+
+# --- an add that collides at the last moment ----------------------------------------------------------
+
+@pytest.mark.postgres
+def test_a_double_submitted_add_says_it_is_already_in_the_list(db_backend, admin_client, workspace, monkeypatch):
+    """The second of two identical posts passes the checks while the first commits, and hits
+    the (workspace, name) unique constraint: no other workspace is involved, and none is blamed."""
+    from app.domains import service
+    from app.models import Domain as DomainRow
+    checked = service.verified_domain_covering
+
+    def first_post_commits_meanwhile(workspace_id, name):
+        if not db.session.scalar(select(DomainRow.id)):
+            db.session.add(DomainRow(workspace_id=workspace_id, name=name, registrable=name, txt_value="x" * 32))
+            db.session.commit()
+        return checked(workspace_id, name)
+    monkeypatch.setattr(service, "verified_domain_covering", first_post_commits_meanwhile)
+    response = admin_client.post("/settings/domains", data={"name": "acme.test", "method": "dns", "inbox": "admin"},
+                                 headers=FRAGMENT)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "acme.test is already in this workspace&#39;s list: another request added it at the same moment." in html
+    assert "Another workspace" not in html and "another workspace" not in html
+    assert [d.name for d in domains()] == ["acme.test"]
+    assert 'id="domain-1"' in html  # the list shows the row that won
+
+
+@pytest.mark.parametrize("who", ["this workspace", "another workspace"])
+def test_cli_add_that_collides_at_the_last_moment_says_with_what(app, workspace, make_workspace, monkeypatch, who):
+    """`domain add --verified` while the same name is added to this workspace (a second
+    command), or verified by another: the unique constraints refuse it, and the CLI tells which."""
+    from app.domains import verification
+    from app.models import Domain as DomainRow
+    globex = make_workspace("Globex", admin_email="admin@globex.test")
+    owner = workspace if who == "this workspace" else globex
+    real, calls = verification.conflicting_domain, []
+
+    def committed_meanwhile(name, workspace_id):
+        calls.append(name)
+        if len(calls) == 1:
+            db.session.add(DomainRow(workspace_id=owner.id, name=name, registrable=name, txt_value="x" * 32,
+                                     status="verified"))
+            db.session.commit()
+        return None if len(calls) <= 2 else real(name, workspace_id)  # add_domain's two checks miss it
+    monkeypatch.setattr(verification, "conflicting_domain", committed_meanwhile)
+    result = app.test_cli_runner().invoke(args=["domain", "add", "--workspace", workspace.slug, "acme.com",
+                                                "--verified"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.strip() == ("Error: " + (
+        "acme.com is already in this workspace's list: another request added it at the same moment."
+        if who == "this workspace" else
+        "acme.com cannot be added: another workspace verified it (or a parent or subdomain of it) at the same "
+        "moment. If your organization owns it, contact support."))
+    assert [(d.workspace_id, d.status) for d in domains()] == [(owner.id, "verified")]
