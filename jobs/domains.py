@@ -78,6 +78,7 @@ def _check(domain_ids: list[int], *, scheduled: bool) -> dict[int, str]:
         targets = [d for d in domains if d.status in (DomainStatus.pending.value, DomainStatus.verified.value)]
     if not targets:
         return {}
+    targets.sort(key=lambda d: (d.registrable, d.id))  # verifying takes a lock per registrable domain, in this order
     resolver = make_resolver(current_app.config.get("DNS_NAMESERVERS"), verification.dns_timeout())
     work = [(d.id, d.record_name, d.txt_value) for d in targets]  # plain values: threads never touch the session
     with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(work))) as pool:

@@ -10,6 +10,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from app.audit.service import record
+from app.database import serialize_on
 from app.domains.dns_check import Outcome, TxtLookup, explain
 from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in
@@ -63,7 +64,11 @@ def overlaps(a: str, b: str) -> bool:
 
 
 def mark_verified(domain: Domain, *, how: str, actor=None, actor_label: str, now: dt.datetime) -> bool:
-    """Verify unless another workspace got there first (then the domain stays as it is)."""
+    """Verify unless another workspace got there first (then the domain stays as it is).
+    The check and the write hold a lock on the registrable domain, so two workspaces verifying
+    a parent and its subdomain at once can't both pass (the unique index covers only the
+    same name); callers that verify several take them in registrable order (no deadlock)."""
+    serialize_on(f"domain:{domain.registrable}")
     if conflicting_domain(domain.name, domain.workspace_id) is not None:
         domain.last_detail = ((domain.last_detail or "") + " Another workspace has already verified this domain "
                               "(or a parent or subdomain of it), so it cannot be verified here.").strip()

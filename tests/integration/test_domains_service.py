@@ -227,3 +227,43 @@ def test_cli_errors_exit_1_with_one_line_and_write_nothing(app, workspace, args,
     if "fax" not in args:
         assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1
     assert db.session.scalar(select(Domain.id)) is None
+
+
+@pytest.mark.postgres
+def test_a_parent_and_its_subdomain_verified_at_once_by_two_workspaces(app, db_backend, workspace, other,
+                                                                       monkeypatch):
+    """The unique index only stops the same name twice. Acme verifies acme.test while Other verifies
+    eng.acme.test; each checks "verified elsewhere?" and then writes: without a lock both checks pass
+    and both domains end up verified, one address covered by two workspaces."""
+    import threading
+    import time as clock
+    from app.domains import verification
+    from app.models import utcnow
+    ids = {"acme": add_domain(workspace, "acme.test").id, "other": add_domain(other, "eng.acme.test").id}
+    db.session.commit()
+    real_check, start = verification.conflicting_domain, threading.Barrier(2, timeout=10)
+
+    def slow_check(*args):
+        found = real_check(*args)
+        clock.sleep(0.3)  # between the check and the write, where the other verification runs
+        return found
+
+    monkeypatch.setattr(verification, "conflicting_domain", slow_check)
+    verified = {}
+
+    def verify_in(name):
+        with app.app_context():
+            domain = db.session.get(Domain, ids[name])
+            start.wait()
+            verified[name] = verification.mark_verified(domain, how="dns", actor_label="DNS check", now=utcnow())
+            db.session.commit()
+
+    threads = [threading.Thread(target=verify_in, args=(name,)) for name in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(verified.values()) == [False, True]
+    db.session.expire_all()
+    statuses = {d.name: d.status for d in db.session.scalars(select(Domain))}
+    assert sorted(statuses.values()) == ["pending", "verified"]
