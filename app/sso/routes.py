@@ -84,9 +84,10 @@ def acs(cid: str):
     signin.log_attempt(conn.connection_id, conn.workspace_id, outcome="success", email=result.email, user=user,
                        summary={"issuer": assertion.summary.get("issuer"),
                                 "assertion_id": assertion.assertion_id})
+    response = browser.remember_workspace(redirect(safe_next(req.next_url) or url_for("main.library"), 303),
+                                          conn.workspace_id)  # before the commit expires `conn`: no reload
     db.session.commit()
-    return browser.remember_workspace(redirect(safe_next(req.next_url) or url_for("main.library"), 303),
-                                      conn.workspace_id)
+    return response
 
 
 def _test_result(cid: str, assertion):
