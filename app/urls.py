@@ -17,6 +17,10 @@ def safe_next(target: str | None) -> str | None:
             return None
     if not parts.path.startswith("/") or parts.path.startswith("//"):
         return None
+    if parts.path.startswith("/sso/"):
+        # A sign-in must not chain into an SSO start (another workspace's, say): those are
+        # confirmed by the person (app.sso.browser), and a redirect would look like our own page.
+        return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 

@@ -80,7 +80,7 @@ def prepare(app, idp: TestIdp, cid: str, calls: int) -> list[tuple[str, str, str
     entity_id, acs = f"http://bench.test/sso/saml/{cid}/metadata", f"http://bench.test/sso/saml/{cid}/acs"
     prepared = []
     for _ in range(calls):
-        response = client.get(f"/sso/saml/{cid}/login")
+        response = client.get(f"/sso/saml/{cid}/login", headers={"Sec-Fetch-Site": "same-origin"})  # /login's redirect
         assert response.status_code == 303, response.status_code
         authn, relay_state = read_authn_request(response.headers["Location"])
         signed = idp.response(audience=entity_id, acs_url=acs, in_response_to=authn.get("ID"), email="ada@bench.test")

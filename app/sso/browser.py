@@ -6,11 +6,15 @@
    browser, but not making the victim's browser *start* a sign-in to the
    attacker's workspace (a link to /sso/saml/<attacker's cid>/login, whose IdP
    the attacker runs and answers at once).
-2. So a start that another site caused (Fetch Metadata: `Sec-Fetch-Site`) is
-   confirmed once, on a page naming the workspace, unless this browser has
+2. So a start is confirmed once, on a page naming the workspace (Continue is a
+   same-origin POST), unless our own pages caused it (Fetch Metadata:
+   `Sec-Fetch-Site: same-origin`, as on /login's redirect) or this browser has
    signed in to that workspace through SSO before (a signed list of workspace
-   ids in a cookie). The Okta bookmark app is such a link: its users click
-   "Continue" the first time in each browser, and never again.
+   ids in a cookie). Anything else is asked: another site's link, a link opened
+   from a mail or chat app (`none`), a HEAD or a fetch, a browser that sends no
+   Fetch Metadata. The Okta bookmark app is such a link: its users click
+   "Continue" the first time in each browser, and never again. And `next` never
+   points at an SSO start (app.urls.safe_next), so a sign-in can't chain into one.
 """
 from __future__ import annotations
 
@@ -42,10 +46,9 @@ def with_browser_cookie(response, browser_id: str | None, is_new: bool):
     return response
 
 
-def started_on_another_site() -> bool:
-    """Did a link, form or script on another site start this navigation? A browser that sends
-    no Sec-Fetch-Site (none current; plain-http development hosts) is not asked."""
-    return request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site")
+def started_here() -> bool:
+    """Did one of our own pages start this (a same-origin navigation), or the Continue button?"""
+    return request.method == "POST" or request.headers.get("Sec-Fetch-Site") == "same-origin"
 
 
 def _known_cookie() -> str:

@@ -40,8 +40,7 @@ def login(cid: str):
     if not conn.is_configured:
         return _refusal_page(SamlError(E.not_configured))
     next_url = safe_next(request.values.get("next")) or safe_next(session.pop("next", None))
-    if request.method == "GET" and browser.started_on_another_site() and \
-            conn.workspace_id not in browser.known_workspaces():
+    if not browser.started_here() and conn.workspace_id not in browser.known_workspaces():
         return render_template("sso/continue.html", conn=conn, workspace=db.session.get(Workspace, conn.workspace_id),
                                next_url=next_url, form=ActionForm())
     browser_id, is_new = browser.browser_id()

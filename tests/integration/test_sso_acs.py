@@ -176,11 +176,40 @@ def test_login_csrf_a_start_another_site_caused_is_confirmed_once_per_browser(ap
     assert again.status_code == 303 and again.headers["Location"].startswith(idp.sso_url)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}])
-def test_a_start_from_our_own_pages_or_typed_in_goes_straight_to_the_idp(client, sso, headers):
-    """/login's home realm discovery, the refusal pages' links, a bookmark in the browser."""
-    response = client.get(sso.login_path, headers=headers)
+def test_a_start_from_our_own_pages_goes_straight_to_the_idp(client, sso):
+    """/login's home realm discovery and the password step's "Continue with SSO": same-origin."""
+    response = client.get(sso.login_path, headers={"Sec-Fetch-Site": "same-origin"})
     assert response.status_code == 303 and response.headers["Location"].startswith(sso.idp.sso_url)
+
+
+@pytest.mark.parametrize("method, headers", [
+    ("GET", {}),                                # a browser that sends no Fetch Metadata
+    ("GET", {"Sec-Fetch-Site": "none"}),        # a link opened from a mail or chat app, a typed URL
+    ("GET", {"Sec-Fetch-Site": "same-site"}),   # a sibling subdomain
+    ("HEAD", CROSS_SITE),                       # fetch(url, {method: "HEAD", mode: "no-cors"}) from a page
+])
+def test_every_other_start_is_confirmed_first_and_starts_nothing(client, sso, method, headers):
+    response = client.open(sso.login_path, method=method, headers=headers)
+    assert response.status_code == 200 and "Location" not in response.headers
+    if method == "GET":
+        assert "Sign in to Acme?" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(SamlRequest)) == 0
+    assert client.get_cookie("__Host-gatehouse_saml_browser", path="/") is None
+
+
+def test_a_sign_in_never_chains_into_an_sso_start(app, sso, make_workspace):
+    """A phishing link /login?next=/sso/saml/<the attacker's cid>/login: the victim signs in to their
+    own workspace with a password and lands on their library, not on a start they never confirmed
+    (a same-origin redirect would have looked like one of our own pages)."""
+    from tests.conftest import PASSWORD
+    make_workspace("Side", plan="business", admin_email="victim@side.test")
+    for target in (sso.login_path, f"http://localhost{sso.login_path}?x=1", "/sso/recovery"):
+        victim = app.test_client()
+        assert victim.get(f"/login?next={target}").status_code == 200
+        victim.post("/login", data={"email": "victim@side.test"})
+        response = victim.post("/login/password", data={"email": "victim@side.test", "password": PASSWORD})
+        assert response.status_code == 303 and response.headers["Location"] == "/library", target
+    assert db.session.scalar(select(func.count()).select_from(SamlRequest)) == 0
 
 
 def test_a_forged_or_foreign_known_workspaces_cookie_does_not_skip_the_question(app, sso, make_workspace):

@@ -41,6 +41,8 @@ class SsoHarness:
         return f"/sso/saml/{self.connection_id}/login"
 
     def start(self, client, path: str | None = None, **kw) -> Started:
+        """As /login's redirect starts it: a same-origin navigation (others are confirmed first)."""
+        kw["headers"] = {"Sec-Fetch-Site": "same-origin", **kw.get("headers", {})}
         response = client.get(path or self.login_path, **kw)
         assert response.status_code == 303, response.get_data(as_text=True)[:500]
         return self.started_from(response.headers["Location"])
