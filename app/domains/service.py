@@ -20,7 +20,7 @@ from app.domains import verification
 from app.domains.names import (InvalidDomain, email_domain, normalize_domain, parents_and_self, refuse_public,
                                registrable_domain, to_unicode)
 from app.extensions import db
-from app.members.admin_rule import admins_who_can_sign_in
+from app.members.admin_rule import admins_who_can_sign_in, lock_admins
 from app.models import Domain, DomainMethod, DomainStatus, OutboundEmail, User, UserStatus, Workspace, utcnow
 from app.models.domains import OPERATOR
 from app.security import hash_secret, new_secret
@@ -308,6 +308,8 @@ def remove_domain(domain: Domain, *, actor: User) -> LostCover:
     """Remove the domain. With SSO on, the members only it covered are blocked from then on
     (their open sessions end); refused if no admin could sign in afterwards."""
     workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
+    if status == DomainStatus.verified.value:
+        lock_admins(workspace_id)
     admins_could_sign_in = status == DomainStatus.verified.value and bool(admins_who_can_sign_in(workspace_id))
     covered_only = members_covered_only_by(domain)
     record(workspace_id, "domain.removed", actor=actor, target=domain, status=status)

@@ -13,7 +13,7 @@ from app.audit.service import record
 from app.database import serialize_on
 from app.domains.dns_check import Outcome, TxtLookup, explain
 from app.extensions import db
-from app.members.admin_rule import admins_who_can_sign_in
+from app.members.admin_rule import admins_who_can_sign_in, lock_admins
 from app.models import Domain, DomainMethod, DomainStatus
 from app.models.domains import OPERATOR
 
@@ -161,6 +161,7 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     With SSO on, the members only it covered are blocked from then on and signed out."""
     from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
+    lock_admins(domain.workspace_id)
     admins_could_sign_in = bool(admins_who_can_sign_in(domain.workspace_id))
     covered_only = members_covered_only_by(domain)
     domain.status = DomainStatus.failed.value

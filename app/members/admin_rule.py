@@ -18,12 +18,24 @@ class LastAdminError(ValueError):
                          "Make another member an admin first.")
 
 
-def admins_who_can_sign_in(workspace_id: int, *, excluding: set[int] = frozenset()) -> list[User]:
-    admins = db.session.scalars(
+def lock_admins(workspace_id: int) -> None:
+    """Before a change that could leave the workspace without an admin who can sign in: two
+    such changes at once (two demotions, a demotion and a domain removal) must not both pass
+    their check; the second waits for the first to commit."""
+    serialize_on(f"workspace-admins:{workspace_id}")
+
+
+def _active_admins(workspace_id: int) -> list[User]:
+    # populate_existing: admins already loaded in this session (the current user, say) are read
+    # again, so a change another request committed meanwhile (an address, a role) counts.
+    return db.session.scalars(
         select(User).where(User.workspace_id == workspace_id, User.role == Role.admin.value,
-                           User.status == UserStatus.active.value)
+                           User.status == UserStatus.active.value).execution_options(populate_existing=True)
     ).all()
-    return [u for u in admins if u.id not in excluding and can_sign_in(u)]
+
+
+def admins_who_can_sign_in(workspace_id: int, *, excluding: set[int] = frozenset()) -> list[User]:
+    return [u for u in _active_admins(workspace_id) if u.id not in excluding and can_sign_in(u)]
 
 
 def ensure_admin_remains(workspace_id: int, *, losing: User | None = None, policy_check=None) -> None:
@@ -34,13 +46,8 @@ def ensure_admin_remains(workspace_id: int, *, losing: User | None = None, polic
     "can this user still sign in after the change?" (SSO enforcement, domain
     removal) in place of the current policy.
     """
-    # Two admins demoting each other at once must not both pass: the second waits for the first.
-    serialize_on(f"workspace-admins:{workspace_id}")
+    lock_admins(workspace_id)
     excluding = {losing.id} if losing is not None and losing.id is not None else set()
-    admins = db.session.scalars(
-        select(User).where(User.workspace_id == workspace_id, User.role == Role.admin.value,
-                           User.status == UserStatus.active.value)
-    ).all()
     check = policy_check or can_sign_in
-    if not any(u.id not in excluding and check(u) for u in admins):
+    if not any(u.id not in excluding and check(u) for u in _active_admins(workspace_id)):
         raise LastAdminError()

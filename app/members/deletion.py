@@ -86,6 +86,7 @@ def start(user: User, *, actor: User, transfer_to: User | None = None) -> UserPu
     """Record the request (the caller commits, then enqueues the job)."""
     if user.status != UserStatus.deactivated.value:
         raise DeletionError(f"Deactivate {user.email} before deleting them permanently.")
+    found = preview(user)  # counted before the lock: it reads a lot, and holding SQLite's write lock would stall others
     serialize_on(f"purge:{user.workspace_id}:{user.id}")  # a double click makes one purge, not two
     existing = active_purge(user.workspace_id, user.id)
     if existing is not None:
@@ -94,7 +95,6 @@ def start(user: User, *, actor: User, transfer_to: User | None = None) -> UserPu
         if (transfer_to.workspace_id != user.workspace_id or transfer_to.id == user.id
                 or transfer_to.status != UserStatus.active.value):
             raise DeletionError("Recordings can only be transferred to an active member of this workspace.")
-    found = preview(user)
     recordings_step = "recordings_transferred" if transfer_to else "recordings_deleted"
     purge = UserPurge(workspace_id=user.workspace_id, user_id=user.id, user_label=user.email,
                       requested_by_id=actor.id, transfer_recordings=transfer_to is not None,

@@ -269,6 +269,10 @@ def _relink(caller: Caller, fields: UserFields, holders: list[Holder]) -> Found:
     if len(holders) != 1 or not holders[0].detached:
         raise uniqueness(f"A member with userName {user_name} (or with the address {fields.email}) already exists.")
     (existing,) = holders
+    if not _same_person(existing, fields):
+        raise uniqueness(f"A member the IdP deleted earlier has the address {fields.email} under another userName "
+                         "and without this externalId, so this is not linked to them; an admin can delete them "
+                         "permanently in Gatehouse first.")
     db.session.execute(delete(ScimDetachedUser).where(ScimDetachedUser.user_id == existing.user.id))
     existing.user.source = UserSource.scim.value
     record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing.user)
@@ -276,6 +280,15 @@ def _relink(caller: Caller, fields: UserFields, holders: list[Holder]) -> Found:
         fields.active = True
     _write(caller, existing.user, fields, existing.user_name)
     return Found(existing.user, fields.user_name, [])
+
+
+def _same_person(holder: Holder, fields: UserFields) -> bool:
+    """Is the deleted member the one this POST describes? The same userName re-links (the
+    contract); the same address under another userName only with the same externalId: an
+    address alone is not enough (a recycled address must not bring back someone else's account)."""
+    if (holder.user_name or holder.user.email).lower() == (fields.user_name or fields.email).lower():
+        return True
+    return bool(holder.user.external_id and holder.user.external_id == fields.external_id)
 
 
 def replace_user(caller: Caller, found: Found, body) -> Found:

@@ -11,6 +11,7 @@ from flask_login import current_user
 
 from app import once
 from app.auth.decorators import admin_required
+from app.auth.policy import can_sign_in
 from app.auth.sessions import keep_this_session
 from app.errors import abort_with
 from app.extensions import db
@@ -242,7 +243,10 @@ def enable():
     except (ConnectionError_, LastAdminError) as exc:
         db.session.rollback()
         return render_template("sso/preview.html", live=live, affected=affected, form=form, error=str(exc)), 422
-    keep_this_session(current_user._get_current_object())
+    admin = current_user._get_current_object()
+    db.session.flush()  # the sign-in policy reads the connection's new state from the database
+    if can_sign_in(admin):  # an admin SSO now blocks (outside the authorized domains) is signed out too
+        keep_this_session(admin)
     codes = recovery.generate(current_user) if recovery.unused_count(current_user) == 0 else None
     db.session.commit()
     if codes:

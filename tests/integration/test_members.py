@@ -473,14 +473,14 @@ def test_a_double_submitted_deletion_makes_one_purge_that_finishes(app, db_backe
     clients = [app.test_client(), app.test_client()]
     sign_in(clients[0], admin.email)
     sign_in(clients[1], second.email)
-    real_preview, start = deletion.preview, threading.Barrier(2, timeout=10)
+    real_check, start = deletion.active_purge, threading.Barrier(2, timeout=10)
 
-    def slow_preview(user):
-        found = real_preview(user)
+    def slow_check(*args):
+        found = real_check(*args)
         clock.sleep(0.3)  # between "no purge yet" and writing one, where the other request runs
         return found
 
-    monkeypatch.setattr(deletion, "preview", slow_preview)
+    monkeypatch.setattr(deletion, "active_purge", slow_check)
     statuses = []
 
     def confirm(client):
@@ -507,3 +507,78 @@ def test_an_admin_who_demotes_themself_lands_somewhere_they_may_be(admin_client,
     assert response.status_code == 200 and response.request.path == "/library"
     assert "You are now Creator" in html and "another admin can make you an admin again" in html
     assert db.session.get(User, admin.id).role == "creator"
+
+
+@pytest.mark.postgres
+def test_removing_a_domain_and_demoting_the_other_admin_at_once_leave_an_admin(app, db_backend, workspace, admin,
+                                                                               make_user):
+    """SSO on; admin@acme.test is covered by acme.test, second@beta.test by beta.test. One request
+    removes acme.test (fine: second can still sign in) while another demotes second (fine: admin can
+    still sign in). Each check passes alone; both together would leave nobody who can sign in."""
+    import threading
+    import time as clock
+    from app.domains.service import DomainError, add_domain, remove_domain
+    from app.members.admin_rule import LastAdminError, admins_who_can_sign_in
+    from app.members.service import change_role
+    from app.models import Domain
+    from tests.support.saml_idp import TestIdp
+    from tests.support.sso import setup_sso
+    setup_sso(workspace, TestIdp())
+    add_domain(workspace, "beta.test", verified=True)
+    second = make_user(workspace, "second@beta.test", role="admin")
+    db.session.commit()
+    ids, start, outcome = {"admin": admin.id, "second": second.id}, threading.Barrier(2, timeout=10), {}
+
+    def run(name, change):
+        with app.app_context():
+            start.wait()
+            try:
+                change()
+                clock.sleep(0.3)  # checked, not yet committed: where the other request runs
+                db.session.commit()
+                outcome[name] = "done"
+            except (DomainError, LastAdminError):
+                db.session.rollback()
+                outcome[name] = "refused"
+
+    def remove():
+        remove_domain(db.session.scalar(select(Domain).where(Domain.name == "acme.test")),
+                      actor=db.session.get(User, ids["admin"]))
+
+    def demote():
+        change_role(db.session.get(User, ids["second"]), "creator", actor=db.session.get(User, ids["admin"]))
+
+    threads = [threading.Thread(target=run, args=("remove", remove)), threading.Thread(target=run, args=("demote", demote))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    db.session.expire_all()
+    assert sorted(outcome.values()) == ["done", "refused"]
+    assert admins_who_can_sign_in(workspace.id)
+
+
+@pytest.mark.postgres
+def test_the_admin_rule_reads_admins_afresh_not_as_this_request_loaded_them(app, db_backend, workspace, admin,
+                                                                            make_user):
+    """This request loaded X (its current user) before the IdP moved X's address off the authorized
+    domains in another request. X then demotes Y, the only other admin: the rule must see X as the
+    database has them now (blocked), not as loaded (able to sign in)."""
+    from app.members.admin_rule import LastAdminError
+    from app.members.service import change_role
+    from tests.integration.scim_helpers import ScimClient, make_token
+    from tests.support.saml_idp import TestIdp
+    from tests.support.sso import setup_sso
+    setup_sso(workspace, TestIdp())
+    second = make_user(workspace, "second@acme.test", role="admin")
+    token = make_token(workspace)
+    x, y = db.session.get(User, admin.id), db.session.get(User, second.id)
+    assert x.email == "admin@acme.test"  # loaded now
+    with app.app_context():  # the IdP's request, committed meanwhile
+        response = ScimClient(app.test_client(), token).patch(
+            f"/Users/{x.id}", [{"op": "replace", "path": "userName", "value": "admin@elsewhere.test"}])
+        assert response.status_code == 200, response.get_data(as_text=True)
+    with pytest.raises(LastAdminError):
+        change_role(y, "creator", actor=x)
+    db.session.rollback()
+    assert db.session.get(User, second.id).role == "admin"

@@ -80,3 +80,26 @@ def test_ids_never_reused_migration_keeps_every_row_on_sqlite(tmp_path, redis_ur
             assert conn.execute(text("SELECT id FROM user WHERE email = 'new@acme.test'")).scalar() == 4
             assert conn.execute(text("SELECT count(*) FROM recording")).scalar() == 2  # only the deleted one's went
         db.engine.dispose()
+
+
+def test_rows_that_were_already_orphans_dont_stop_this_or_later_upgrades(tmp_path, redis_url):
+    """A recording whose owner is gone, written while foreign keys were off: not this migration's
+    doing, so the upgrade goes through, and so does the next one."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "SECRET_KEY": "x", "TESTING": True})
+    with app.app_context():
+        upgrade(revision="785d7330c005")
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.execute(text("INSERT INTO workspace (id, name, slug, plan, default_role, created_at) "
+                              "VALUES (1, 'Acme', 'acme', 'enterprise', 'creator', '2026-01-01')"))
+            conn.execute(text("INSERT INTO recording (workspace_id, owner_id, title, duration_seconds, created_at) "
+                              "VALUES (1, 99, 'R', 60, '2026-01-01')"))
+            conn.commit()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        upgrade()
+        upgrade()  # nothing to do, and no failure either
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "3b9e2c71d4a0"
+            assert conn.execute(text("SELECT count(*) FROM recording")).scalar() == 1
+        db.engine.dispose()

@@ -154,10 +154,16 @@ def test_a_stored_email_shaped_username_and_another_members_address_never_share_
 
 @pytest.mark.postgres
 def test_a_post_relinks_a_member_the_idp_deleted_by_username_or_address(db_backend, scim):
-    # By address: the IdP deleted Dan and brings him back under another userName.
-    dan = scim.post("/Users", user_body("dan@acme.test") | {"userName": "dan.opaque"}).get_json(force=True)
+    # By address and externalId: the IdP deleted Dan and brings him back under another userName.
+    dan = scim.post("/Users", user_body("dan@acme.test", external_id="oid-dan") | {"userName": "dan.opaque"}
+                    ).get_json(force=True)
     assert scim.delete(f"/Users/{dan['id']}").status_code == 204
-    again = scim.post("/Users", user_body("dan@acme.test") | {"userName": "dan.new"})
+    # The address alone is not Dan: someone else given his recycled address doesn't get his account.
+    for stranger in (user_body("dan@acme.test") | {"userName": "dan.new"},
+                     user_body("dan@acme.test", external_id="oid-other") | {"userName": "dan.new"}):
+        body = assert_scim_error(scim.post("/Users", stranger), 409, "uniqueness")
+        assert "not linked to them" in body["detail"]
+    again = scim.post("/Users", user_body("dan@acme.test", external_id="oid-dan") | {"userName": "dan.new"})
     assert again.status_code == 201, again.get_data(as_text=True)
     assert again.get_json(force=True)["id"] == dan["id"] and again.get_json(force=True)["userName"] == "dan.new"
     assert found_by(scim, 'userName eq "dan.new"') == [dan["id"]] and found_by(scim, 'userName eq "dan.opaque"') == []

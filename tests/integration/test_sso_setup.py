@@ -564,3 +564,20 @@ def test_a_live_connection_cannot_be_cancelled(admin_client, workspace, idp):  #
     response = admin_client.post(f"{SSO}/cancel", headers={"HX-Request": "true"})
     assert response.status_code == 422 and "turn it off before removing" in response.get_data(as_text=True)
     assert db.session.scalar(select(SsoConnection.connection_id)) == h.connection_id
+
+
+def test_an_admin_whom_sso_blocks_is_signed_out_even_in_the_browser_that_turned_it_on(app, workspace, idp,
+                                                                                      make_user):
+    """Outside the authorized domains, SSO blocks them from now on (another admin, on acme.test, still
+    signs in): keeping their session would leave a blocked person signed in for days."""
+    from app.models import SsoConnection
+    boss = make_user(workspace, "boss@elsewhere.example", role="admin")
+    h = setup_sso(workspace, idp, enable=False)
+    db.session.scalar(select(SsoConnection)).state = "tested"
+    db.session.commit()
+    browser = app.test_client()
+    sign_in(browser, boss.email)
+    response = browser.post(f"{SSO}/enable", data={"confirm": "y"})
+    assert response.status_code == 200 and db.session.scalar(select(SsoConnection)).is_on
+    assert browser.get("/library").status_code == 302
+    assert h.sign_in(app.test_client(), "admin@acme.test").status_code == 303  # the other admin still can
