@@ -7,7 +7,6 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import User
-from tests.conftest import sign_in
 from tests.integration.scim_helpers import assert_scim_error, scim  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.postgres

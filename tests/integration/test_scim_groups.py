@@ -7,7 +7,7 @@ from sqlalchemy import insert, select
 
 from app.extensions import db
 from app.models import GroupMember, User, utcnow
-from tests.integration.scim_helpers import assert_scim_error, scim, user_body  # noqa: F401
+from tests.integration.scim_helpers import assert_scim_error, scim  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("members", [[None], ["5"], [5], [[]], [{}], [{"value": None}], [{"display": "x"}], {}])
