@@ -34,19 +34,22 @@ from sqlalchemy.exc import InvalidatePoolError
 PING_AFTER_IDLE_SECONDS = 10.0
 
 
-def serialize_on(key: str) -> None:
+def serialize_on(key: str, *, wait: bool = True) -> bool:
     """Hold the lock named `key` until the transaction ends, so that check-then-write rules
     (a workspace keeps an admin; one purge per member) see each other's writes instead of
-    both passing their check. PostgreSQL: a transaction-scoped advisory lock on the key.
-    SQLite has one write lock for the whole database: it is taken now, by a write that
-    changes nothing, rather than at the first real write, after the check."""
+    both passing their check. PostgreSQL: a transaction-scoped advisory lock on the key;
+    with wait=False, False at once if another transaction holds it (a caller already holding
+    other keys must not wait: two such could deadlock). SQLite has one write lock for the
+    whole database, so no deadlock: it is taken now, by a write that changes nothing, rather
+    than at the first real write, after the check."""
     from app.extensions import db
     if db.session.get_bind().dialect.name == "postgresql":
         digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                           {"key": int.from_bytes(digest, "big", signed=True)})
-    else:
-        db.session.execute(text("UPDATE workspace SET id = id WHERE 0"))
+        lock = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        got = db.session.scalar(text(f"SELECT {lock}(:key)"), {"key": int.from_bytes(digest, "big", signed=True)})
+        return wait or bool(got)
+    db.session.execute(text("UPDATE workspace SET id = id WHERE 0"))
+    return True
 
 
 def like_escape(value: str) -> str:

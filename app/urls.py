@@ -1,7 +1,8 @@
 """Redirect targets are only ever our own paths (no open redirects)."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import posixpath
+from urllib.parse import unquote, urlsplit
 
 from flask import current_app
 
@@ -17,11 +18,22 @@ def safe_next(target: str | None) -> str | None:
             return None
     if not parts.path.startswith("/") or parts.path.startswith("//"):
         return None
-    if parts.path.startswith("/sso/"):
+    if _as_routed(parts.path) == "/sso" or _as_routed(parts.path).startswith("/sso/"):
         # A sign-in must not chain into an SSO start (another workspace's, say): those are
         # confirmed by the person (app.sso.browser), and a redirect would look like our own page.
         return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _as_routed(path: str) -> str:
+    """The path as the router will see it once the browser has resolved dot segments and the
+    server has decoded it (`/%73so/…`, `/library/../sso/…` are `/sso/…`)."""
+    for _ in range(3):
+        decoded = unquote(path)
+        if decoded == path:
+            break
+        path = decoded
+    return posixpath.normpath(path)
 
 
 def external_url(endpoint: str, **values) -> str:

@@ -307,9 +307,9 @@ class LostCover:
 def remove_domain(domain: Domain, *, actor: User) -> LostCover:
     """Remove the domain. With SSO on, the members only it covered are blocked from then on
     (their open sessions end); refused if no admin could sign in afterwards."""
+    lock_admins(domain.workspace_id)
+    db.session.refresh(domain)  # as it is now, under the lock (a DNS job may have verified it meanwhile)
     workspace_id, name, status = domain.workspace_id, domain.display_name, domain.status
-    if status == DomainStatus.verified.value:
-        lock_admins(workspace_id)
     admins_could_sign_in = status == DomainStatus.verified.value and bool(admins_who_can_sign_in(workspace_id))
     covered_only = members_covered_only_by(domain)
     record(workspace_id, "domain.removed", actor=actor, target=domain, status=status)

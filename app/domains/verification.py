@@ -21,6 +21,7 @@ PENDING_FOR = dt.timedelta(days=7)
 PENDING_SCHEDULE_MINUTES = (1, 2, 5, 10, 30)  # then hourly, until PENDING_FOR has passed
 HOURLY = dt.timedelta(hours=1)
 REVERIFY_EVERY = dt.timedelta(hours=24)
+RETRY_FAILURE_AFTER = dt.timedelta(minutes=1)
 GRACE = dt.timedelta(hours=72)  # a verified domain's record may be missing this long before it fails
 LEASE = dt.timedelta(minutes=10)  # a swept domain is not swept again while its batch job runs
 
@@ -161,7 +162,12 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     With SSO on, the members only it covered are blocked from then on and signed out."""
     from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
-    lock_admins(domain.workspace_id)
+    # A domain batch holds registrable-domain locks; waiting here for another transaction's
+    # admin lock could deadlock two batches. Someone is changing the admins right now: fail
+    # the domain at the next check, a minute from now (it has waited out 72 hours already).
+    if not lock_admins(domain.workspace_id, wait=False):
+        domain.next_check_at = now + RETRY_FAILURE_AFTER
+        return
     admins_could_sign_in = bool(admins_who_can_sign_in(domain.workspace_id))
     covered_only = members_covered_only_by(domain)
     domain.status = DomainStatus.failed.value

@@ -18,11 +18,11 @@ class LastAdminError(ValueError):
                          "Make another member an admin first.")
 
 
-def lock_admins(workspace_id: int) -> None:
+def lock_admins(workspace_id: int, *, wait: bool = True) -> bool:
     """Before a change that could leave the workspace without an admin who can sign in: two
     such changes at once (two demotions, a demotion and a domain removal) must not both pass
-    their check; the second waits for the first to commit."""
-    serialize_on(f"workspace-admins:{workspace_id}")
+    their check; the second waits for the first to commit (wait=False: False instead)."""
+    return serialize_on(f"workspace-admins:{workspace_id}", wait=wait)
 
 
 def _active_admins(workspace_id: int) -> list[User]:

@@ -267,3 +267,41 @@ def test_a_parent_and_its_subdomain_verified_at_once_by_two_workspaces(app, db_b
     db.session.expire_all()
     statuses = {d.name: d.status for d in db.session.scalars(select(Domain))}
     assert sorted(statuses.values()) == ["pending", "verified"]
+
+
+@pytest.mark.postgres
+def test_a_failing_domain_waits_a_minute_rather_than_for_a_busy_admin_lock(app, db_backend, workspace):
+    """A DNS batch holds registrable-domain locks; were it to wait for a workspace's admin lock,
+    two batches could deadlock. While another transaction changes the admins, the failure is
+    postponed to the next check instead, and happens then."""
+    import threading
+    from app.domains import verification
+    from app.members.admin_rule import lock_admins
+    from app.models import utcnow
+    if db_backend == "sqlite":
+        pytest.skip("SQLite has one write lock: nothing to deadlock on")
+    domain = verify(add_domain(workspace, "lapsed.test"))
+    domain_id = domain.id
+    holding, release = threading.Event(), threading.Event()
+
+    def another_request_changing_admins():
+        with app.app_context():
+            lock_admins(workspace.id)
+            holding.set()
+            release.wait(10)
+            db.session.rollback()
+
+    thread = threading.Thread(target=another_request_changing_admins)
+    thread.start()
+    assert holding.wait(10)
+    now = utcnow()
+    domain.record_missing_since = now - verification.GRACE
+    verification.fail(domain, now)
+    assert domain.status == "verified" and domain.next_check_at == now + verification.RETRY_FAILURE_AFTER
+    db.session.commit()
+    release.set()
+    thread.join()
+    domain = db.session.get(Domain, domain_id)
+    verification.fail(domain, utcnow())
+    db.session.commit()
+    assert domain.status == "failed"

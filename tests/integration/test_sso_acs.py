@@ -157,7 +157,7 @@ def test_login_csrf_a_start_another_site_caused_is_confirmed_once_per_browser(ap
     browser = app.test_client()
     page = browser.get(sso.login_path + "?next=/settings/members", headers=CROSS_SITE, base_url="https://localhost")
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "Sign in to Acme?" in html and "A link on another site sent you here" in html
+    assert page.status_code == 200 and "Sign in to Acme?" in html and "You're about to sign in to the <strong>Acme</strong> workspace" in unescape(html)
     assert 'name="next" value="/settings/members"' in html
     assert db.session.scalar(select(func.count()).select_from(SamlRequest)) == 0  # nothing started yet
     assert browser.post(sso.login_path, base_url="https://localhost").status_code == 400  # no CSRF token: refused
@@ -203,7 +203,10 @@ def test_a_sign_in_never_chains_into_an_sso_start(app, sso, make_workspace):
     (a same-origin redirect would have looked like one of our own pages)."""
     from tests.conftest import PASSWORD
     make_workspace("Side", plan="business", admin_email="victim@side.test")
-    for target in (sso.login_path, f"http://localhost{sso.login_path}?x=1", "/sso/recovery"):
+    cid_path = sso.login_path.removeprefix("/sso")
+    for target in (sso.login_path, f"http://localhost{sso.login_path}?x=1", "/sso/recovery",
+                   "/%2573so" + cid_path, "/sso%252F" + cid_path.lstrip("/"), "/./sso" + cid_path,
+                   "/library/../sso" + cid_path, "/library/%2E%2E/sso" + cid_path):
         victim = app.test_client()
         assert victim.get(f"/login?next={target}").status_code == 200
         victim.post("/login", data={"email": "victim@side.test"})
