@@ -18,7 +18,8 @@ def safe_next(target: str | None) -> str | None:
             return None
     if not parts.path.startswith("/") or parts.path.startswith("//"):
         return None
-    if _as_routed(parts.path) == "/sso" or _as_routed(parts.path).startswith("/sso/"):
+    routed = _as_routed(parts.path)
+    if routed == "/sso" or routed.startswith("/sso/"):
         # A sign-in must not chain into an SSO start (another workspace's, say): those are
         # confirmed by the person (app.sso.browser), and a redirect would look like our own page.
         return None

@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy.exc import IntegrityError
 
 from app.auth.decorators import admin_required
-from app.domains import service
+from app.domains import coverage, service
 from app.domains.forms import ActionForm, AddDomainForm, MethodForm
 from app.errors import abort_with
 from app.extensions import db, limiter
@@ -44,8 +44,8 @@ def row_context(domain: Domain) -> dict:
     check_state = service.check_state(domain)
     # A failed domain, or one about to fail: what that does to sign-in depends on SSO.
     stops_counting = domain.status == "failed" or (domain.is_verified and domain.record_missing_since is not None)
-    members_on_it = service.members_only_on(domain) if stops_counting else []
-    sso_on = service.sso_enforced(domain.workspace_id) if stops_counting else None
+    members_on_it = coverage.members_only_on(domain) if stops_counting else []
+    sso_on = coverage.sso_enforced(domain.workspace_id) if stops_counting else None
     return {"domain": domain, "email_problem": email_problem, "email_sent_at": email_sent_at,
             "check_state": check_state, "members_on_it": members_on_it, "sso_on": sso_on,
             "version": row_version(domain, email_problem, email_sent_at, check_state, len(members_on_it), sso_on),
@@ -62,8 +62,8 @@ def row_version(domain: Domain, *extra) -> str:
 
 def outside_context(workspace: Workspace) -> dict:
     """Members no verified domain covers, and whether that blocks them now (SSO on) or only once it is."""
-    outside = service.members_outside_authorized_domains(workspace.id)
-    return {"outside": outside, "outside_blocked_now": bool(service.blocked_now(outside))}
+    outside = coverage.members_outside_authorized_domains(workspace.id)
+    return {"outside": outside, "outside_blocked_now": bool(coverage.blocked_now(outside))}
 
 
 def section_context(workspace: Workspace, form: AddDomainForm | None = None) -> dict:
@@ -256,7 +256,7 @@ def remove(domain_id: int):
     form = ActionForm()
     if request.method == "GET":
         return render_template("domains/remove.html", domain=domain, form=form,
-                               members_on_it=service.members_covered_only_by(domain))
+                               members_on_it=coverage.members_covered_only_by(domain))
     if not form.validate_on_submit():
         abort_with(400, "This form has expired. Reload the page and try again.")
     name = domain.display_name
@@ -271,7 +271,7 @@ def remove(domain_id: int):
     return _back_to_list()
 
 
-def _what_removal_did(name: str, lost: service.LostCover) -> str:
+def _what_removal_did(name: str, lost: coverage.LostCover) -> str:
     """The truth about sign-in after a removal (remove.html says the same beforehand)."""
     if not lost.was_verified:
         return "It was not verified, so nothing changes for signing in."

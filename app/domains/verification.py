@@ -11,6 +11,7 @@ from sqlalchemy import or_, select
 
 from app.audit.service import record
 from app.database import serialize_on
+from app.domains.coverage import end_sessions_of_newly_blocked, members_covered_only_by, sso_enforced
 from app.domains.dns_check import Outcome, TxtLookup, explain
 from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in, lock_admins
@@ -131,7 +132,6 @@ def expire(domain: Domain, now: dt.datetime) -> None:
 
 
 def _reverify(domain: Domain, result: TxtLookup, *, now: dt.datetime) -> None:
-    from app.domains.service import members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
     if result.outcome is Outcome.found:
         if domain.record_missing_since is not None:
@@ -160,7 +160,6 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     the workspace without an admin who can sign in (SSO enforcement on a domain
     that no longer counts), in which case the domain is held and admins warned.
     With SSO on, the members only it covered are blocked from then on and signed out."""
-    from app.domains.service import end_sessions_of_newly_blocked, members_covered_only_by, sso_enforced
     from app.members.service import notify_admins
     # A domain batch holds registrable-domain locks; waiting here for another transaction's
     # admin lock could deadlock two batches. Someone is changing the admins right now: fail

@@ -297,7 +297,7 @@ def disable(workspace_id: int, *, actor: User | None) -> SsoConnection:
 def lockout_preview(workspace_id: int) -> dict[str, list[User]]:
     """Who turning SSO on affects, by name: who must use SSO, who is blocked
     (the domains area's rule for "outside the authorized domains")."""
-    from app.domains.service import members_outside_authorized_domains
+    from app.domains.coverage import members_outside_authorized_domains
     blocked = members_outside_authorized_domains(workspace_id)
     outside = {u.id for u in blocked}
     members = db.session.scalars(scoped(User, workspace_id).where(User.status == UserStatus.active.value)

@@ -68,7 +68,7 @@ def test_seed_demo_only_on_an_empty_database(runner):
     assert users == 5 and recordings == 12
     outside = db.session.scalar(db.select(User).where(User.email_normalized.like("%@freelance.test")))
     assert outside is not None and outside.status == "active"
-    from app.domains.service import members_outside_authorized_domains
+    from app.domains.coverage import members_outside_authorized_domains
     workspace_id = db.session.scalar(db.select(Workspace.id))
     assert [u.email for u in members_outside_authorized_domains(workspace_id)] == ["linus@freelance.test"]
     second = runner.invoke(args=["seed-demo"])

@@ -2,7 +2,7 @@
 import pytest
 from sqlalchemy import select
 
-from app.domains import service
+from app.domains import coverage, service
 from app.domains.service import DomainError, add_domain
 from app.extensions import db
 from app.models import AuditEvent, Domain
@@ -136,9 +136,9 @@ def test_members_outside_authorized_domains(workspace, make_user):
     linus = make_user(workspace, "linus@freelance.test", name="Linus Contractor")
     invited = make_user(workspace, "ivy@outside.test", status="invited")
     make_user(workspace, "gone@outside.test", status="deactivated")
-    outside = service.members_outside_authorized_domains(workspace.id)
+    outside = coverage.members_outside_authorized_domains(workspace.id)
     assert [u.email for u in outside] == [invited.email, linus.email]
-    assert [u.email for u in service.members_outside_authorized_domains(
+    assert [u.email for u in coverage.members_outside_authorized_domains(
         workspace.id, extra_domains=["freelance.test"])] == [invited.email]
 
 
