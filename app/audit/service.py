@@ -4,14 +4,12 @@ from __future__ import annotations
 import re
 
 from flask import has_request_context, request
-from sqlalchemy import Text, cast, func, insert, or_, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 
 from app.database import like_escape
+from app.deferred_inserts import insert_at_commit
 from app.extensions import db
-from app.models import AuditEvent, User
-
-
-_INSERT_EVENT = insert(AuditEvent.__table__)
+from app.models import AuditEvent, User, utcnow
 
 
 def record(workspace_id: int, action: str, *, actor: User | None = None, actor_label: str | None = None,
@@ -22,28 +20,27 @@ def record(workspace_id: int, action: str, *, actor: User | None = None, actor_l
     `action` is `<kind>.<verb>`, e.g. `member.invited`; the kind is what the
     audit page filters on. The target is an object, or its type, id and label
     when the row is gone or not loaded (a purge pseudonymises events by target
-    id, so pass it). One INSERT, at once: events are never read back in
-    the request that writes them, so the ORM's unit of work would be pure cost
-    on every change (a third of a SCIM PATCH's flush). Without autoflush, so the
-    caller's pending changes still reach the database where the caller flushes
-    (and catches, say, a uniqueness violation), not here.
+    id, so pass it). The row is inserted when the transaction commits, with the
+    request's other bookkeeping rows (app/deferred_inserts.py): events are never
+    read back in the request that writes them, so neither the ORM's unit of work
+    nor a round trip of their own is worth paying on every change.
     """
     if target is not None:
         target_type = target_type or type(target).__name__.lower()
         target_label = target_label or getattr(target, "email", None) or getattr(target, "name", None)
         target_id = target_id if target_id is not None else getattr(target, "id", None)
-    with db.session.no_autoflush:
-        db.session.execute(_INSERT_EVENT, {
-            "workspace_id": workspace_id,
-            "action": action,
-            "actor_id": actor.id if actor is not None else None,
-            "actor_label": actor_label or (actor.email if actor is not None else "system"),
-            "target_type": target_type,
-            "target_id": str(target_id) if target_id is not None else None,
-            "target_label": (target_label or "")[:254] or None,
-            "details": {k: v for k, v in details.items() if v is not None},
-            "ip_address": request.remote_addr if has_request_context() else None,
-        })
+    insert_at_commit(db.session, AuditEvent.__table__, {
+        "workspace_id": workspace_id,
+        "action": action,
+        "actor_id": actor.id if actor is not None else None,
+        "actor_label": actor_label or (actor.email if actor is not None else "system"),
+        "target_type": target_type,
+        "target_id": str(target_id) if target_id is not None else None,
+        "target_label": (target_label or "")[:254] or None,
+        "details": {k: v for k, v in details.items() if v is not None},
+        "ip_address": request.remote_addr if has_request_context() else None,
+        "created_at": utcnow(),
+    })
 
 
 PAGE_SIZE = 50

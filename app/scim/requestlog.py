@@ -6,10 +6,11 @@ import datetime as dt
 import json
 import re
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from app.audit.service import addresses_of
 from app.database import like_escape
+from app.deferred_inserts import insert_at_commit
 from app.extensions import db
 from app.models import ScimRequestLog, User, utcnow
 
@@ -18,7 +19,6 @@ KEEP_PER_WORKSPACE = 5000
 BODY_LIMIT = 500
 SECRET_KEY_RE = re.compile(r"password|secret|token|authorization|credential", re.IGNORECASE)
 MASK = "***"
-_INSERT = insert(ScimRequestLog.__table__)  # the table, not the entity: skips the ORM bulk path
 
 
 def mask_body(raw: bytes | None) -> str | None:
@@ -48,9 +48,9 @@ def _mask(value, depth: int = 0):
 
 def add_entry(workspace_id: int, method: str, path: str, status: int, duration_ms: int, body: bytes | None,
               user_id: int | None, client: str | None) -> None:
-    # A Core insert built once: no unit-of-work bookkeeping for a row nobody reads back here.
+    # Inserted at commit with the change's audit events, in one statement (app/deferred_inserts.py).
     # NULs dropped: PostgreSQL cannot store them, and the entry is committed with the request's change.
-    db.session.execute(_INSERT, {
+    insert_at_commit(db.session, ScimRequestLog.__table__, {
         "workspace_id": workspace_id, "method": method[:10], "path": path.replace("\x00", "")[:500], "status": status,
         "duration_ms": duration_ms, "body": mask_body(body), "user_id": user_id,
         "client": (client or "").replace("\x00", "")[:100] or None, "created_at": utcnow()})

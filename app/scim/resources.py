@@ -178,7 +178,8 @@ def user_fields(doc: dict, *, current_email: str | None = None, current_user_nam
     if chosen:
         email = _email(chosen, "emails.value")
     elif "@" in user_name and (creating or current_user_name is None):
-        email = _email(user_name, "userName")
+        # The stored address was normalized when stored: a PATCH that leaves it as it is skips that.
+        email = current_email if user_name == current_email else _email(user_name, "userName")
     elif not creating:
         email = current_email
     else:

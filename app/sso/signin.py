@@ -8,10 +8,11 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
+from app.deferred_inserts import insert_at_commit
 from app.emails import InvalidEmail, normalize_address
 from app.extensions import db
 from app.scoping import scoped
-from app.models import SamlLoginLog, SsoConnection, User, UserSource, UserStatus
+from app.models import SamlLoginLog, SsoConnection, User, UserSource, UserStatus, utcnow
 from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.policy import authorized_member, domain_authorized
 from app.sso.saml import EMAIL_LIKE_FORMATS, Assertion
@@ -113,17 +114,21 @@ _INSERT_LOG_ENTRY = insert(SamlLoginLog.__table__)
 
 def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: str | None = None,
                 user: User | None = None, is_test: bool = False, error: SamlError | None = None,
-                details: dict | None = None, summary: dict | None = None) -> int:
-    """Add the attempt to the connection's login log (one INSERT, in the caller's
-    transaction; every sign-in writes one); returns the entry's id."""
+                details: dict | None = None, summary: dict | None = None) -> int | None:
+    """Add the attempt to the connection's login log, in the caller's transaction. Every
+    sign-in writes one, so it is inserted at commit with the sign-in's other bookkeeping
+    rows (app/deferred_inserts.py). A test's entry is inserted at once instead: its result
+    page is that entry, and its id (returned) is the page's address."""
+    row = {"workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
+           "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
+           "error_code": error.code.value if error else None,
+           "details": _jsonable(details if details is not None else (error.details if error else {})),
+           "trace": trace_of(summary, error.reason if error else ""), "created_at": utcnow()}
+    if not is_test:
+        insert_at_commit(db.session, SamlLoginLog.__table__, row)
+        return None
     with db.session.no_autoflush:  # like audit events: the caller's changes flush where the caller flushes
-        result = db.session.execute(_INSERT_LOG_ENTRY, {
-            "workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
-            "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
-            "error_code": error.code.value if error else None,
-            "details": _jsonable(details if details is not None else (error.details if error else {})),
-            "trace": trace_of(summary, error.reason if error else "")})
-    return result.inserted_primary_key[0]
+        return db.session.execute(_INSERT_LOG_ENTRY, row).inserted_primary_key[0]
 
 
 def _jsonable(details: dict) -> dict:

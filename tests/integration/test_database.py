@@ -1,15 +1,20 @@
 """Pooled connections: a connection the server closed is replaced before a request
-uses it, and a busy pool pays no ping (app.database)."""
+uses it, and a busy pool pays no ping (app.database). Bookkeeping rows go out at
+commit, together (app.deferred_inserts)."""
 from __future__ import annotations
 
 import time
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from app import database
+from app.audit.service import addresses_of, record
 from app.extensions import db
+from app.models import AuditEvent, ScimRequestLog, User
+from app.scim import requestlog
 from tests.integration.scim_helpers import ScimClient, make_token
 
 
@@ -78,3 +83,121 @@ def test_a_busy_pool_is_not_pinged_and_an_idle_one_is(db_backend, app, client, w
         assert scim.get("/Users").status_code == 200
     # A SQLite file cannot go stale: its connections are never pinged.
     assert len(pings) == (0 if db_backend == "sqlite" else 3)
+
+
+# --- bookkeeping rows inserted at commit (app.deferred_inserts) -------------------------------------
+
+@pytest.fixture
+def statements(app):
+    """The SQL statements the app's engine sends, in order."""
+    sent = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        sent.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(db.engine, "before_cursor_execute", record)
+
+
+def audit_actions(workspace) -> list[str]:
+    return list(db.session.scalars(select(AuditEvent.action).where(AuditEvent.workspace_id == workspace.id)
+                                   .order_by(AuditEvent.id)))
+
+
+@pytest.mark.postgres
+def test_bookkeeping_rows_are_written_at_commit_with_the_change(db_backend, app, workspace, admin, statements):
+    record(workspace.id, "member.role_changed", actor=admin, target=admin, old="admin", new="admin")
+    record(workspace.id, "member.renamed", actor=admin, target=admin)
+    requestlog.add_entry(workspace.id, "PATCH", "/scim/v2/Users/1", 200, 3, b'{"password": "x"}', admin.id, "test")
+    admin.name = "Renamed Admin"
+    assert statements == [], "nothing is sent before the commit"
+    db.session.commit()
+
+    inserts = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "WITH"))]
+    if db_backend == "postgresql":
+        # The change is flushed as usual; the three rows went out with the COMMIT, in psycopg's
+        # pipeline, not as statements of their own.
+        assert any(s.startswith('UPDATE "user"') for s in statements) and inserts == []
+    else:
+        assert len(inserts) == 2  # one per table; a SQLite "round trip" is a function call
+    # In the order they were recorded, ids included.
+    assert audit_actions(workspace)[-2:] == ["member.role_changed", "member.renamed"]
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.workspace_id == workspace.id)
+                                .order_by(AuditEvent.id)).all()[-2:]
+    assert events[0].details == {"old": "admin", "new": "admin"} and events[0].actor_id == admin.id
+    entry = db.session.scalars(select(ScimRequestLog).where(ScimRequestLog.workspace_id == workspace.id)).one()
+    assert (entry.method, entry.status, entry.body) == ("PATCH", 200, '{"password":"***"}')
+    assert db.session.get(User, admin.id).name == "Renamed Admin"
+    # The connection is usable afterwards: the next transaction commits as usual.
+    record(workspace.id, "member.renamed_again", actor=admin, target=admin)
+    db.session.commit()
+    assert audit_actions(workspace)[-1] == "member.renamed_again"
+
+
+@pytest.mark.postgres
+def test_a_bookkeeping_row_that_fails_rolls_the_whole_change_back(db_backend, app, workspace, admin):
+    before = audit_actions(workspace)
+    admin.name = "Never Saved"
+    record(workspace.id, "member.renamed", actor=admin, target=admin)
+    record(workspace.id + 1000, "member.renamed", actor=admin, target=admin)  # no such workspace: a foreign key fails
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    db.session.rollback()
+
+    assert db.session.get(User, admin.id).name != "Never Saved"
+    assert audit_actions(workspace) == before
+    record(workspace.id, "member.renamed", actor=admin, target=admin)
+    db.session.commit()
+    assert audit_actions(workspace) == [*before, "member.renamed"]
+
+
+@pytest.mark.postgres
+def test_a_rollback_drops_the_queued_rows_and_a_savepoint_only_its_own(db_backend, app, workspace, admin):
+    before = audit_actions(workspace)
+    record(workspace.id, "test.rolled_back", actor=admin)
+    db.session.rollback()
+    record(workspace.id, "test.kept", actor=admin)
+    with pytest.raises(RuntimeError):
+        with db.session.begin_nested():
+            record(workspace.id, "test.in_rolled_back_savepoint", actor=admin)
+            raise RuntimeError("undo the savepoint")
+    with db.session.begin_nested():
+        record(workspace.id, "test.in_released_savepoint", actor=admin)
+    db.session.commit()
+    assert audit_actions(workspace) == [*before, "test.kept", "test.in_released_savepoint"]
+
+    record(workspace.id, "test.never_committed", actor=admin)
+    db.session.remove()  # the request ended without a commit
+    db.session.commit()
+    assert audit_actions(workspace) == [*before, "test.kept", "test.in_released_savepoint"]
+
+
+@pytest.mark.postgres
+def test_a_read_in_the_same_transaction_sees_the_queued_rows(db_backend, app, workspace, admin):
+    record(workspace.id, "member.email_changed", actor=admin, target=admin, old="old@example.com",
+           new=admin.email)
+    # Read before any commit, as a purge reads the addresses a member has had.
+    assert "old@example.com" in addresses_of(workspace.id, admin.id, admin.email)
+    db.session.rollback()
+    assert "old@example.com" not in addresses_of(workspace.id, admin.id, admin.email)
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_at_commit_is_an_error_and_leaves_the_pool(db_backend, app, workspace, admin):
+    if db_backend == "sqlite":
+        pytest.skip("a SQLite file has no server to lose")
+    before = audit_actions(workspace)
+    pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar_one()  # this transaction's connection
+    record(workspace.id, "member.renamed", actor=admin, target=admin)
+    outside = create_engine(db.engine.url, poolclass=NullPool)
+    with outside.begin() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+    outside.dispose()
+
+    with pytest.raises(OperationalError) as raised:
+        db.session.commit()
+    assert raised.value.connection_invalidated
+    db.session.rollback()
+    assert audit_actions(workspace) == before  # on a new connection: nothing was written
+    assert backend_pid() != pid
