@@ -7,13 +7,13 @@ import time
 
 import pytest
 from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError, PendingRollbackError, StatementError
 from sqlalchemy.pool import NullPool
 
 from app import database
 from app.audit.service import addresses_of, record
 from app.extensions import db
-from app.models import AuditEvent, ScimRequestLog, User
+from app.models import AuditEvent, ScimRequestLog, User, Workspace
 from app.scim import requestlog
 from tests.integration.scim_helpers import ScimClient, make_token
 
@@ -110,15 +110,15 @@ def test_bookkeeping_rows_are_written_at_commit_with_the_change(db_backend, app,
     record(workspace.id, "member.role_changed", actor=admin, target=admin, old="admin", new="admin")
     record(workspace.id, "member.renamed", actor=admin, target=admin)
     requestlog.add_entry(workspace.id, "PATCH", "/scim/v2/Users/1", 200, 3, b'{"password": "x"}', admin.id, "test")
+    assert statements == [], "nothing is sent when recorded"
     admin.name = "Renamed Admin"
-    assert statements == [], "nothing is sent before the commit"
+    db.session.flush()  # as a SCIM write does, to catch a uniqueness violation itself
     db.session.commit()
 
     inserts = [s for s in statements if s.lstrip().upper().startswith(("INSERT", "WITH"))]
     if db_backend == "postgresql":
-        # The change is flushed as usual; the three rows went out with the COMMIT, in psycopg's
-        # pipeline, not as statements of their own.
-        assert any(s.startswith('UPDATE "user"') for s in statements) and inserts == []
+        # The three rows went out with the COMMIT, in psycopg's pipeline, not as statements of their own.
+        assert [s.split()[0] for s in statements] == ["UPDATE"] and inserts == []
     else:
         assert len(inserts) == 2  # one per table; a SQLite "round trip" is a function call
     # In the order they were recorded, ids included.
@@ -201,3 +201,74 @@ def test_a_connection_lost_at_commit_is_an_error_and_leaves_the_pool(db_backend,
     db.session.rollback()
     assert audit_actions(workspace) == before  # on a new connection: nothing was written
     assert backend_pid() != pid
+
+
+@pytest.mark.postgres
+def test_a_rollback_before_any_sql_still_drops_the_queued_row(db_backend, app, workspace, admin):
+    before, workspace_id, admin_id = audit_actions(workspace), workspace.id, admin.id
+    db.session.commit()  # no transaction open now, and none begins for what follows until the get()
+    record(workspace_id, "test.rolled_back", actor_label="test")
+    db.session.rollback()
+    db.session.get(User, admin_id)
+    db.session.commit()
+    record(workspace_id, "test.closed", actor_label="test")
+    db.session.close()
+    db.session.get(User, admin_id)
+    db.session.commit()
+    assert audit_actions(db.session.get(Workspace, workspace_id)) == before
+
+
+@pytest.mark.postgres
+def test_rows_go_before_the_pending_changes_as_when_written_at_once(db_backend, app, workspace, admin):
+    """The event names a member deleted later in the same transaction: the foreign key is
+    set NULL by the delete, as when the row was written when recorded."""
+    member = User(workspace_id=workspace.id, name="Short Lived", role="creator", status="active", source="invited")
+    member.set_email("short.lived@example.com")
+    db.session.add(member)
+    db.session.commit()
+    record(workspace.id, "member.deleted", actor=member, target=member)
+    db.session.delete(member)
+    db.session.commit()
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "member.deleted")).one()
+    assert event.actor_id is None and event.target_label == "short.lived@example.com"
+
+
+@pytest.mark.postgres
+def test_after_a_failed_commit_only_a_rollback_goes_on(db_backend, app, workspace, admin):
+    before = audit_actions(workspace)
+    admin.name = "Never Saved"
+    db.session.flush()
+    record(workspace.id + 1000, "member.renamed", actor=admin, target=admin)  # no such workspace
+    with pytest.raises(IntegrityError):
+        db.session.commit()
+    with pytest.raises(PendingRollbackError):
+        db.session.commit()  # not a silent success, and not the change without its audit event
+    db.session.rollback()
+    assert db.session.get(User, admin.id).name != "Never Saved"
+    assert audit_actions(workspace) == before
+
+
+@pytest.mark.postgres
+def test_a_value_too_long_for_its_column_is_refused_not_cut(db_backend, app, workspace, admin):
+    if db_backend == "sqlite":
+        pytest.skip("SQLite does not enforce VARCHAR lengths")
+    before = audit_actions(workspace)
+    record(workspace.id, "member." + "x" * 100, actor=admin)
+    requestlog.add_entry(workspace.id, "GET", "/scim/v2/Users", 200, 1, None, None, "test")
+    with pytest.raises(DataError):
+        db.session.commit()
+    db.session.rollback()
+    assert audit_actions(workspace) == before
+
+
+@pytest.mark.postgres
+def test_a_value_that_cannot_be_sent_is_a_sqlalchemy_error(db_backend, app, workspace, admin):
+    before = audit_actions(workspace)
+    admin.name = "Never Saved"
+    db.session.flush()
+    record(workspace.id, "member.renamed", actor=admin, detail=object())  # not JSON
+    with pytest.raises(StatementError):
+        db.session.commit()
+    db.session.rollback()
+    assert db.session.get(User, admin.id).name != "Never Saved"
+    assert audit_actions(workspace) == before
