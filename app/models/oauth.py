@@ -165,7 +165,11 @@ class OAuthToken(TokenMixin, Base):
 
     @property
     def access_expires_at(self) -> dt.datetime:
-        return self.issued_at + dt.timedelta(seconds=self.expires_in)
+        return self.access_expiry(self.issued_at, self.expires_in)
+
+    @staticmethod
+    def access_expiry(issued_at: dt.datetime, expires_in: int) -> dt.datetime:
+        return issued_at + dt.timedelta(seconds=expires_in)
 
     def is_expired(self) -> bool:
         return self.access_expires_at <= utcnow()

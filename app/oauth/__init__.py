@@ -26,10 +26,13 @@ def register(app: Flask) -> None:
 def _register_scim_verifier() -> None:
     """OAuth access tokens authenticate SCIM requests, beside the static tokens."""
     from app.oauth.service import verify_access_token
-    from app.scim.auth import ScimPrincipal, register_bearer_verifier
+    from app.scim.auth import ScimPrincipal, ScimWorkspace, register_bearer_verifier
 
     def verify(bearer: str):
         found = verify_access_token(bearer)
-        return ScimPrincipal(found.workspace_id, found.label, found.workspace) if found else None
+        if found is None:
+            return None
+        return ScimPrincipal(found.workspace_id, found.label,
+                             ScimWorkspace(found.workspace_id, found.plan, found.default_role))
 
     register_bearer_verifier(verify)

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from app.audit.service import record
 from app.extensions import db
-from app.models import User, UserStatus, Workspace, utcnow
+from app.models import Plan, User, UserStatus, Workspace, utcnow
 from app.models.oauth import OAuthAuthorizationCode, OAuthClient, OAuthToken
 from app.security import hash_secret
 
@@ -220,29 +220,36 @@ def _tell_admins(token: OAuthToken, reason: str) -> None:
 class VerifiedToken:
     workspace_id: int
     label: str
-    workspace: Workspace  # loaded with the token: the SCIM request needs it next
+    plan: str  # the workspace's, read with the token: the SCIM request needs them next
+    default_role: str
 
 
-# Every SCIM request from Okta runs this: the token, its client (joined eagerly by the
-# relationship) and the workspace in one statement, built once.
-_ACCESS_TOKEN = (select(OAuthToken, Workspace).join(Workspace, Workspace.id == OAuthToken.workspace_id)
+# Every SCIM request from Okta runs this: the token, its client's name and the workspace in
+# one statement, built once, run on the session's connection (plain columns: the ORM's execute
+# path, entities and identity map, cost more than the query itself).
+_ACCESS_TOKEN = (select(OAuthToken.id, OAuthToken.revoked_at, OAuthToken.issued_at, OAuthToken.expires_in,
+                        OAuthToken.last_used_at,
+                        OAuthToken.workspace_id, OAuthClient.name.label("client_name"), Workspace.plan,
+                        Workspace.default_role)
+                 .join(OAuthClient, OAuthClient.id == OAuthToken.client_id)
+                 .join(Workspace, Workspace.id == OAuthToken.workspace_id)
                  .where(OAuthToken.access_token_hash == bindparam("digest")))
+_STAMP_LAST_USE = update(OAuthToken).where(OAuthToken.id == bindparam("token_id")).values(last_used_at=bindparam("now"))
 
 
 def verify_access_token(bearer: str) -> VerifiedToken | None:
     """The workspace an access token provisions, or None (unknown, expired, revoked, not Enterprise)."""
     if not bearer or len(bearer) > 512:
         return None
-    row = db.session.execute(_ACCESS_TOKEN, {"digest": hash_secret(bearer)}).first()
-    if row is None:
-        return None
-    token, workspace = row
-    if token.is_revoked() or token.is_expired() or not workspace.is_enterprise:
-        return None
+    connection = db.session.connection()
+    token = connection.execute(_ACCESS_TOKEN, {"digest": hash_secret(bearer)}).first()
     now = utcnow()
+    if (token is None or token.revoked_at is not None or token.plan != Plan.enterprise.value
+            or OAuthToken.access_expiry(token.issued_at, token.expires_in) <= now):
+        return None
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        db.session.execute(update(OAuthToken).where(OAuthToken.id == token.id).values(last_used_at=now))
-    return VerifiedToken(token.workspace_id, f"OAuth: {token.client.name}"[:100], workspace)
+        connection.execute(_STAMP_LAST_USE, {"token_id": token.id, "now": now})
+    return VerifiedToken(token.workspace_id, f"OAuth: {token.client_name}"[:100], token.plan, token.default_role)
 
 
 # --- the provisioning page ------------------------------------------------------------------

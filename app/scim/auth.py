@@ -7,10 +7,10 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Callable
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 
 from app.extensions import db
-from app.models import ScimToken, Workspace, utcnow
+from app.models import Plan, ScimToken, Workspace, utcnow
 from app.scim.tokens import TOKEN_PREFIX
 from app.security import hash_secret
 
@@ -19,17 +19,42 @@ MAX_BEARER_LENGTH = 512
 
 
 @dataclass(frozen=True)
+class ScimWorkspace:
+    """What a SCIM request needs of its workspace. Plain values, read with the token in
+    one statement: the service code never needs the ORM object."""
+    id: int
+    plan: str
+    default_role: str
+
+    @property
+    def is_enterprise(self) -> bool:
+        return self.plan == Plan.enterprise.value
+
+
+@dataclass(frozen=True)
 class ScimPrincipal:
     workspace_id: int
     label: str  # shown in audit events and the request log, e.g. "SCIM: Okta"
-    # The Workspace row when the check loaded it already (saves the request a query).
-    workspace: Workspace | None = field(default=None, compare=False, repr=False)
+    # The workspace when the check read it already (saves the request a query).
+    workspace: ScimWorkspace | None = field(default=None, compare=False, repr=False)
 
 
-# Built once (SQLAlchemy caches its compiled form); the workspace comes along, so the
-# request's db.session.get(Workspace) needs no second query.
-_TOKEN_BY_HASH = (select(ScimToken, Workspace).join(Workspace, Workspace.id == ScimToken.workspace_id)
+# Built once (SQLAlchemy caches its compiled form), with the workspace's columns, and run on the
+# session's connection: every SCIM request starts here, and the ORM's execute path (entities,
+# identity map) cost more than the query itself.
+_TOKEN_BY_HASH = (select(ScimToken.token_hash, ScimToken.name, ScimToken.revoked_at, ScimToken.last_used_at,
+                         ScimToken.id, Workspace.id.label("workspace_id"), Workspace.plan, Workspace.default_role)
+                  .join(Workspace, Workspace.id == ScimToken.workspace_id)
                   .where(ScimToken.token_hash == bindparam("digest")))
+_STAMP_LAST_USE = (update(ScimToken).where(ScimToken.id == bindparam("token_id"))
+                   .values(last_used_at=bindparam("now")))
+_WORKSPACE = select(Workspace.id, Workspace.plan, Workspace.default_role).where(Workspace.id == bindparam("id"))
+
+
+def workspace_of(workspace_id: int) -> ScimWorkspace | None:
+    row = db.session.connection().execute(_WORKSPACE, {"id": workspace_id}).first()
+    return ScimWorkspace(*row) if row is not None else None
+
 
 BearerVerifier = Callable[[str], "ScimPrincipal | None"]
 _verifiers: list[BearerVerifier] = []
@@ -64,12 +89,14 @@ def authenticate(bearer: str | None) -> ScimPrincipal | None:
 
 def _static_token(bearer: str) -> ScimPrincipal | None:
     digest = hash_secret(bearer)
-    row = db.session.execute(_TOKEN_BY_HASH, {"digest": digest}).first()
-    token = row[0] if row is not None else None
+    connection = db.session.connection()
+    token = connection.execute(_TOKEN_BY_HASH, {"digest": digest}).first()
     # The lookup is by hash (an index), and the final check is constant-time.
     if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
         return None
     now = utcnow()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        token.last_used_at = now  # committed with the request (or its log entry)
-    return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}", row[1])
+        # Committed with the request (or its log entry).
+        connection.execute(_STAMP_LAST_USE, {"token_id": token.id, "now": now})
+    return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}",
+                         ScimWorkspace(token.workspace_id, token.plan, token.default_role))

@@ -19,8 +19,9 @@ from app.extensions import db
 from app.members import service as members
 from app.auth.policy import can_sign_in
 from app.members.admin_rule import LastAdminError, ensure_admin_remains
-from app.models import (Group, GroupMember, ScimDetachedUser, ScimUserName, User, UserSource, UserStatus, Workspace,
+from app.models import (Group, GroupMember, ScimDetachedUser, ScimUserName, User, UserSource, UserStatus,
                         utcnow)
+from app.scim.auth import ScimWorkspace
 from app.scim.errors import ScimError, invalid_filter, mutability, not_found, uniqueness
 from app.scim.filters import (BoolField, ConstantField, DateTimeField, Field, FilterTranslator, IdField, MultiValued,
                                StringField)
@@ -32,7 +33,7 @@ from app.scim.schema import CORE_USER, GATEHOUSE_USER
 @dataclass(frozen=True)
 class Caller:
     """The workspace a SCIM request acts on, and the label its changes are audited under."""
-    workspace: Workspace
+    workspace: ScimWorkspace
     label: str
 
     @property
@@ -49,7 +50,7 @@ def visible_users(workspace_id: int):
 
 
 # Hot statements built once, so SQLAlchemy reuses their compiled form on every request.
-# The caller's workspace is already in the session: no join to load it again with every user.
+# No join to load the workspace with every user: a SCIM request needs only its caller's.
 
 # Members holding an address or a userName, detached ones too: one uncorrelated id list, each
 # half an index look-up (aliases, so the subqueries keep their own FROM).

@@ -13,9 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.extensions import csrf, db
-from app.models import Workspace
 from app.scim import requestlog
-from app.scim.auth import authenticate, bearer_from_header
+from app.scim.auth import authenticate, bearer_from_header, workspace_of
 from app.scim.errors import MEDIA_TYPE, ScimError, error_response, invalid_syntax, invalid_value, scim_json
 from app.scim.resources import project
 from app.scim.schema import LIST_RESPONSE, MAX_RESULTS, SEARCH_REQUEST
@@ -45,7 +44,7 @@ def authenticate_request():
     principal = authenticate(bearer_from_header(request.headers.get("Authorization")))
     if principal is None:
         raise ScimError(401, "A valid bearer token is required (Authorization: Bearer <token>).")
-    workspace = principal.workspace or db.session.get(Workspace, principal.workspace_id)
+    workspace = principal.workspace or workspace_of(principal.workspace_id)
     if workspace is None:
         raise ScimError(401, "A valid bearer token is required (Authorization: Bearer <token>).")
     g.scim_caller = Caller(workspace, principal.label)
