@@ -152,7 +152,7 @@ def _write_before_commit(session: Session) -> None:
     failed = session.info.get(_FAILED)
     if failed is not None:
         # As after a failed flush: the transaction is gone (or half done); only a rollback ends it.
-        raise PendingRollbackError(f"This session's commit failed ({failed!r}); roll it back first.")
+        raise PendingRollbackError(f"This session's commit failed ({failed[1]!r}); roll it back first.")
     queue = session.info.get(_QUEUE)
     if not queue:
         return
@@ -167,7 +167,7 @@ def _write_before_commit(session: Session) -> None:
         else:
             write_queued(session, connection)
     except Exception as error:
-        session.info[_FAILED] = error
+        session.info[_FAILED] = (session.get_nested_transaction() or session.get_transaction(), error)
         raise
 
 
@@ -193,8 +193,9 @@ def _write_before_a_savepoint(session: Session, transaction: SessionTransaction)
 @event.listens_for(Session, "after_soft_rollback")
 def _forget(session: Session, previous_transaction: SessionTransaction) -> None:
     session.info.pop(_QUEUE, None)
-    if previous_transaction.parent is None:
-        session.info.pop(_FAILED, None)
+    failed = session.info.get(_FAILED)
+    if failed is not None and (previous_transaction.parent is None or failed[0] is previous_transaction):
+        del session.info[_FAILED]  # the transaction that failed (or all of them) is rolled back
 
 
 @event.listens_for(Session, "after_transaction_end")

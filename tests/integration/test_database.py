@@ -272,3 +272,15 @@ def test_a_value_that_cannot_be_sent_is_a_sqlalchemy_error(db_backend, app, work
     db.session.rollback()
     assert db.session.get(User, admin.id).name != "Never Saved"
     assert audit_actions(workspace) == before
+
+
+@pytest.mark.postgres
+def test_a_failed_write_inside_a_savepoint_leaves_the_transaction_usable(db_backend, app, workspace, admin):
+    before = audit_actions(workspace)
+    record(workspace.id, "test.before_the_savepoint", actor=admin)
+    with pytest.raises(IntegrityError):
+        with db.session.begin_nested():
+            record(workspace.id + 1000, "test.in_the_savepoint", actor=admin)  # no such workspace
+    record(workspace.id, "test.after_the_savepoint", actor=admin)
+    db.session.commit()  # the savepoint took its failure with it
+    assert audit_actions(workspace) == [*before, "test.before_the_savepoint", "test.after_the_savepoint"]
