@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from app.scim import groups as group_service
-from app.scim import users as user_service
+from app.scim import user_writes, users as user_service
 from app.scim.errors import ScimError, not_found, scim_json
 from app.scim.resources import group_resource, project, requested, user_resource, user_version, version
 from app.scim.schema import resource_type_documents, schema_documents, service_provider_config
@@ -88,7 +88,7 @@ def search_users():
 
 @bp.post("/Users")
 def create_user():
-    found = user_service.create_user(g.scim_caller, json_body())
+    found = user_writes.create_user(g.scim_caller, json_body())
     g.scim_user_id = found.user.id
     # Rendered before the commit expires the row (saves a reload); a new or re-linked user is in no group.
     resource = _user_json(found)
@@ -121,12 +121,12 @@ def _change_user(user_id: str, change):
 
 @bp.put("/Users/<user_id>")
 def replace_user(user_id: str):
-    return _change_user(user_id, user_service.replace_user)
+    return _change_user(user_id, user_writes.replace_user)
 
 
 @bp.patch("/Users/<user_id>")
 def patch_user(user_id: str):
-    return _change_user(user_id, user_service.patch_user)
+    return _change_user(user_id, user_writes.patch_user)
 
 
 @bp.delete("/Users/<user_id>")
@@ -134,7 +134,7 @@ def delete_user(user_id: str):
     found = user_service.get_user_and_groups(g.scim_caller, user_id)
     g.scim_user_id = found.user.id
     check_if_match(user_version(found.user, found.groups))
-    user_service.delete_user(g.scim_caller, found.user)
+    user_writes.delete_user(g.scim_caller, found.user)
     commit(204)
     return no_content()
 
