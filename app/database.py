@@ -29,7 +29,7 @@ import time
 from flask import Flask
 from sqlalchemy import event, text
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import IntegrityError, InvalidatePoolError
 
 PING_AFTER_IDLE_SECONDS = 10.0
 
@@ -50,6 +50,17 @@ def serialize_on(key: str, *, wait: bool = True) -> bool:
         return wait or bool(got)
     db.session.execute(text("UPDATE workspace SET id = id WHERE 0"))
     return True
+
+
+def flush_or_raise(error: Exception) -> None:
+    """Flush the session; if the database refuses the flush (a unique index: the check that
+    matters when two requests race), roll back and raise `error` instead."""
+    from app.extensions import db
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise error from None
 
 
 def like_escape(value: str) -> str:

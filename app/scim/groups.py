@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, exists, func, insert, select
-from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
+from app.database import flush_or_raise
 from app.extensions import db
 from app.models import Group, GroupMember, User, utcnow
 from app.scim.errors import invalid_value, not_found, uniqueness
@@ -78,7 +78,7 @@ def create_group(caller: Caller, body) -> Group:
     group = Group(workspace_id=caller.workspace_id, external_id=fields.external_id)
     group.set_display_name(fields.display_name)
     db.session.add(group)
-    _flush_unique(fields.display_name)
+    flush_or_raise(uniqueness(f"A group named {fields.display_name!r} already exists."))
     record(caller.workspace_id, "scim.group_created", actor_label=caller.label, target=group)
     _set_members(caller, group, fields.member_ids or [])
     return group
@@ -116,7 +116,7 @@ def _write(caller: Caller, group: Group, fields: GroupFields, *, current: list[i
         group.external_id = fields.external_id
         group.updated_at = utcnow()
     _set_members(caller, group, fields.member_ids or [], current=current)
-    _flush_unique(fields.display_name)
+    flush_or_raise(uniqueness(f"A group named {fields.display_name!r} already exists."))
 
 
 def _set_members(caller: Caller, group: Group, wanted: list[int], current: list[int] | None = None) -> None:
@@ -148,11 +148,3 @@ def _ensure_unique_name(caller: Caller, name: str, group_id: int | None) -> None
         query = query.where(Group.id != group_id)
     if db.session.scalar(query) is not None:
         raise uniqueness(f"A group named {name!r} already exists.")
-
-
-def _flush_unique(name: str) -> None:
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise uniqueness(f"A group named {name!r} already exists.") from None

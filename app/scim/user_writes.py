@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased, lazyload
 
 from app.audit.service import record
 from app.auth.policy import can_sign_in
+from app.database import flush_or_raise
 from app.extensions import db
 from app.members import service as members
 from app.members.admin_rule import LastAdminError, ensure_admin_remains
@@ -190,7 +191,7 @@ def _write(caller: Caller, user: User, fields: UserFields, current_user_name: st
     profile = [c for c in changed if c != "email"]
     if profile:
         record(caller.workspace_id, "scim.user_updated", actor_label=caller.label, target=user, changed=profile)
-    _flush_unique(fields.email)
+    flush_or_raise(uniqueness(f"A member with userName {fields.email} already exists."))
 
 
 def _taken(fields: UserFields, holder: Holder) -> str:
@@ -216,15 +217,6 @@ def _write_user_name(caller: Caller, user: User, user_name: str | None) -> list[
     user.updated_at = utcnow()  # the resource changed: a new meta.version
     return ["userName"]
 
-
-
-
-def _flush_unique(email: str) -> None:
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise uniqueness(f"A member with userName {email} already exists.") from None
 
 
 __all__ = ["create_user", "delete_user", "patch_user", "replace_user"]
