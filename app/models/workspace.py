@@ -18,6 +18,11 @@ class Plan(str, enum.Enum):
     def label(self) -> str:
         return self.value.capitalize()
 
+    @staticmethod
+    def is_enterprise(plan: str) -> bool:
+        """Security settings (SSO, domains, SCIM) are the Enterprise plan's."""
+        return plan == Plan.enterprise.value
+
 
 class Role(str, enum.Enum):
     admin = "admin"
@@ -41,7 +46,7 @@ class Workspace(Base):
 
     @property
     def is_enterprise(self) -> bool:
-        return self.plan == Plan.enterprise.value
+        return Plan.is_enterprise(self.plan)
 
     @property
     def plan_label(self) -> str:

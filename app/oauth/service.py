@@ -244,7 +244,7 @@ def verify_access_token(bearer: str) -> VerifiedToken | None:
     connection = db.session.connection()
     token = connection.execute(_ACCESS_TOKEN, {"digest": hash_secret(bearer)}).first()
     now = utcnow()
-    if (token is None or token.revoked_at is not None or token.plan != Plan.enterprise.value
+    if (token is None or token.revoked_at is not None or not Plan.is_enterprise(token.plan)
             or OAuthToken.access_expiry(token.issued_at, token.expires_in) <= now):
         return None
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:

@@ -28,7 +28,7 @@ class ScimWorkspace:
 
     @property
     def is_enterprise(self) -> bool:
-        return self.plan == Plan.enterprise.value
+        return Plan.is_enterprise(self.plan)
 
 
 @dataclass(frozen=True)
