@@ -16,10 +16,9 @@ from app.audit.service import record
 from app.extensions import db
 from app.models import Plan, User, UserStatus, Workspace, utcnow
 from app.models.oauth import OAuthAuthorizationCode, OAuthClient, OAuthToken
-from app.security import hash_secret
+from app.security import hash_secret, last_use_is_stale
 
 CODE_LIFETIME = dt.timedelta(minutes=10)
-LAST_USED_RESOLUTION = dt.timedelta(seconds=60)  # don't write on every SCIM request
 DEAD_TOKEN_RETENTION = dt.timedelta(days=90)  # revoked tokens stay this long: a replay is still recognised
 
 
@@ -247,7 +246,7 @@ def verify_access_token(bearer: str) -> VerifiedToken | None:
     if (token is None or token.revoked_at is not None or not Plan.is_enterprise(token.plan)
             or OAuthToken.access_expiry(token.issued_at, token.expires_in) <= now):
         return None
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+    if last_use_is_stale(token.last_used_at, now):
         connection.execute(_STAMP_LAST_USE, {"token_id": token.id, "now": now})
     return VerifiedToken(token.workspace_id, f"OAuth: {token.client_name}"[:100], token.plan, token.default_role)
 

@@ -2,7 +2,6 @@
 verifier accepts (the OAuth area registers its access tokens here)."""
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,9 +11,8 @@ from sqlalchemy import bindparam, select, update
 from app.extensions import db
 from app.models import Plan, ScimToken, Workspace, utcnow
 from app.scim.tokens import TOKEN_PREFIX
-from app.security import hash_secret
+from app.security import hash_secret, last_use_is_stale
 
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 MAX_BEARER_LENGTH = 512
 
 
@@ -95,7 +93,7 @@ def _static_token(bearer: str) -> ScimPrincipal | None:
     if token is None or not hmac.compare_digest(token.token_hash, digest) or token.revoked_at is not None:
         return None
     now = utcnow()
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+    if last_use_is_stale(token.last_used_at, now):
         # Committed with the request (or its log entry).
         connection.execute(_STAMP_LAST_USE, {"token_id": token.id, "now": now})
     return ScimPrincipal(token.workspace_id, f"SCIM: {token.name}",
