@@ -236,6 +236,9 @@ class FilterTranslator:
                 raise invalid_filter(f"{node.attr_path} is not a multi-valued attribute that can be filtered.")
             return target.wrap(self._node(node.val_filter, target.resolver()))
         if isinstance(node, (Comparison, Present)):
+            if isinstance(node, Comparison) and isinstance(node.value, str) and "\x00" in node.value:
+                # A \u0000 escape: PostgreSQL text can't hold it (SQLite would compare it).
+                raise invalid_filter(f"The value compared with {node.attr_path} contains a NUL character.")
             field, wrap = self._field(node.attr_path, resolve)
             condition = field.present() if isinstance(node, Present) else field.compare(node.op, node.value)
             return wrap(condition)

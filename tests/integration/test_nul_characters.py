@@ -52,5 +52,22 @@ def test_scim_answers_in_its_own_terms(scim):
     assert_scim_error(response, 400, "invalidFilter")
 
 
+@pytest.mark.parametrize("resource, filter_", [
+    ("Users", 'userName eq "a\\u0000b@acme.test"'),
+    ("Users", 'userName sw "a\\u0000"'),
+    ("Users", 'externalId eq "a\\u0000b"'),
+    ("Users", 'name.givenName eq "A\\u0000da"'),
+    ("Users", 'emails[value co "\\u0000"]'),
+    ("Users", 'active eq true and displayName ew "\\u0000"'),
+    ("Groups", 'displayName eq "Eng\\u0000"'),
+])
+def test_a_nul_escape_in_a_filter_value_is_an_invalid_filter(scim, resource, filter_):
+    """The parser turns \\u0000 into a NUL, which PostgreSQL can't compare: refused as the client's
+    mistake, never the 503 "retry" a database error would become (an IdP would retry it forever)."""
+    response = scim.get(f"/{resource}", query_string={"filter": filter_})
+    body = assert_scim_error(response, 400, "invalidFilter")
+    assert "NUL" in body["detail"]
+
+
 def test_a_signed_in_page_is_still_fine_without_one(admin_client):
     assert admin_client.get("/settings/members?q=ada").status_code == 200
