@@ -60,7 +60,8 @@ def change_role(user: User, role: str, *, actor: User | None, actor_label: str |
     role = Role(role).value
     if role == user.role:
         return
-    if user.is_admin and role != Role.admin.value:
+    if user.is_admin and role != Role.admin.value and user.status == UserStatus.active.value:
+        # Only an active admin counts for the rule: demoting a deactivated one loses nobody.
         ensure_admin_remains(user.workspace_id, losing=user)
     old, user.role = user.role, role
     record(user.workspace_id, "member.role_changed", actor=actor, actor_label=actor_label, target=user,

@@ -172,15 +172,17 @@ def _write(caller: Caller, user: User, fields: UserFields, current_user_name: st
     elif fields.email != user.email:
         user.email = fields.email  # same address, new capitalisation
     changed += _write_profile(user, fields)
+    # The status first: a deactivation by the IdP wins over the last-admin rule, and the
+    # same request demoting the member (offboarding, in one Entra PATCH) then loses nobody.
+    if fields.active is False and user.status != UserStatus.deactivated.value:
+        members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
+    elif fields.active is True and user.status == UserStatus.deactivated.value:
+        members.reactivate(user, actor=None, actor_label=caller.label)
     if fields.role is not None and fields.role != user.role:
         try:
             members.change_role(user, fields.role, actor=None, actor_label=caller.label)
         except LastAdminError as exc:
             raise mutability(str(exc)) from None
-    if fields.active is False and user.status != UserStatus.deactivated.value:
-        members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
-    elif fields.active is True and user.status == UserStatus.deactivated.value:
-        members.reactivate(user, actor=None, actor_label=caller.label)
     if admin_could_sign_in and user.is_admin and user.status == UserStatus.active.value and not can_sign_in(user):
         # A new address off the authorized domains (SSO on) locks this admin out: only a
         # deactivation by the IdP may leave the workspace without an admin who can sign in.

@@ -122,6 +122,26 @@ def test_idp_deactivation_of_last_admin_wins(scim, admin):
     assert "member.last_admin_deactivated_by_idp" in actions
 
 
+def test_idp_offboarding_of_last_admin_deactivates_and_demotes_in_one_request(scim, admin):
+    """Entra sends one cycle's changes in one PATCH: "disable the account, remove the role"."""
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "Replace", "value": {"active": "False",
+                                                                            f"{ROLE_EXT}:role": "creator"}}])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json(force=True)[ROLE_EXT]["role"] == "creator"
+    db.session.refresh(admin)
+    assert (admin.status, admin.role) == ("deactivated", "creator")
+    actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert {"member.last_admin_deactivated_by_idp", "member.role_changed"} <= set(actions)
+
+
+def test_a_deactivated_last_admin_can_be_demoted_later(scim, admin):
+    assert scim.patch(f"/Users/{admin.id}", [{"op": "replace", "value": {"active": False}}]).status_code == 200
+    response = scim.patch(f"/Users/{admin.id}", [{"op": "replace", "path": f"{ROLE_EXT}:role", "value": "creator"}])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    db.session.refresh(admin)
+    assert (admin.status, admin.role) == ("deactivated", "creator")
+
+
 @pytest.mark.postgres
 def test_delete_detaches_and_post_relinks(db_backend, scim):
     created = scim.post("/Users", user_body("leaver@acme.test", external_id="okta-1")).get_json(force=True)
