@@ -225,7 +225,13 @@ def _redeem_relay_state(relay_state: str | None) -> tuple[SamlRequest | None, Ss
     if not relay_state or len(relay_state) > 200:
         return None, None
     row = db.session.execute(_REQUEST_AND_CONNECTION, {"relay_state_hash": hash_secret(relay_state)}).first()
-    return (row[0], row[1]) if row else (None, None)
+    if row is None:
+        return None, None
+    # Only read from here on, and deleted by a statement: detached, its loaded values outlive a
+    # rollback (the replay refusal's), even once a concurrent POST of the same response has
+    # consumed the row, where reloading it would fail.
+    db.session.expunge(row[0])
+    return row[0], row[1]
 
 
 def consume_response(connection_id: str, saml_response: str | None, relay_state: str | None,
@@ -247,7 +253,7 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
                         {"expected": conn.connection_id, "received": connection_id}, connection=conn, request=req)
     try:
         if req.expires_at <= utcnow():
-            db.session.delete(req)
+            _consume(req)
             raise SamlError(E.request_expired, "the sign-in request expired")
         if req.browser_binding_hash is not None and (
                 not browser_id or hash_secret(browser_id) != req.browser_binding_hash):
@@ -280,11 +286,8 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         except Exception as exc:  # noqa: BLE001
             raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         _remember_assertion(conn, assertion_id, summary)
-        consumed = db.session.execute(_CONSUME_REQUEST, {"request_pk": req.id},
-                                      execution_options={"synchronize_session": False}).rowcount
-        if consumed != 1:  # a concurrent POST consumed it first
+        if not _consume(req):  # a concurrent POST consumed it first
             raise SamlError(E.request_unknown, "the request was consumed concurrently")
-        db.session.expunge(req)  # gone from the database; its loaded values still serve the caller (next URL, test)
     except SamlError as err:
         err.connection, err.request = conn, req
         raise
@@ -294,6 +297,12 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         session_not_on_or_after=(dt.datetime.fromtimestamp(session_limit, dt.timezone.utc)
                                  if session_limit else None),
         summary=summary)
+
+
+def _consume(req: SamlRequest) -> bool:
+    """Delete the stored request; False if it was gone already."""
+    return db.session.execute(_CONSUME_REQUEST, {"request_pk": req.id},
+                              execution_options={"synchronize_session": False}).rowcount == 1
 
 
 def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -> None:
