@@ -40,16 +40,19 @@ def fetch_connection_metadata(connection_pk: int) -> str:
         xml = fetch_metadata(url, production=current_app.config["PRODUCTION"])
         config = parse_metadata(xml)
         changes = apply_idp_config(conn, config, source="metadata", actor=None)  # may refuse the settings
-    except MetadataError as exc:
+    except Exception as exc:  # noqa: BLE001 - a MetadataError, or anything else (the job's time limit):
+        # the page must leave "Fetching…" either way. metadata_fetched_at keeps the last delivery.
         db.session.rollback()
+        reason = str(exc) if isinstance(exc, MetadataError) else "The fetch stopped unexpectedly. Try again."
         conn = db.session.get(SsoConnection, connection_pk)
         if conn is None or conn.metadata_url != url:
             return "changed meanwhile"
-        conn.metadata_status, conn.metadata_error = "failed", str(exc)[:500]
-        conn.metadata_fetched_at = utcnow()
-        record(conn.workspace_id, "sso.metadata_fetch_failed", target=conn, url=url, error=str(exc)[:300])
+        conn.metadata_status, conn.metadata_error = "failed", reason[:500]
+        record(conn.workspace_id, "sso.metadata_fetch_failed", target=conn, url=url, error=reason[:300])
         db.session.commit()
-        return f"failed: {exc}"
+        if not isinstance(exc, MetadataError):
+            log.exception("metadata fetch of connection %s failed", connection_pk)
+        return f"failed: {reason}"
     conn.metadata_xml = xml.decode("utf-8", "replace")
     conn.metadata_status, conn.metadata_error, conn.metadata_fetched_at = "ok", None, utcnow()
     db.session.commit()

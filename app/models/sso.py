@@ -83,6 +83,12 @@ class SsoConnection(Base):
         return bool(self.idp_entity_id and self.sso_url and self.certificates)
 
     @property
+    def metadata_url_unproven(self) -> bool:
+        """A metadata URL that has not delivered metadata yet (its first fetch is pending or
+        failed): what a test would test is not what the URL will bring, so no test counts."""
+        return bool(self.metadata_url) and self.metadata_fetched_at is None
+
+    @property
     def name(self) -> str:  # audit labels
         return f"SSO connection {self.connection_id}" + (" (draft)" if self.is_staged else "")
 

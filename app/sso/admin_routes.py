@@ -20,7 +20,7 @@ from app.members.admin_rule import LastAdminError
 from app.models import SamlLoginLog
 from app.scoping import get_scoped_or_404
 from app.sso import browser, connections, recovery, saml, signin
-from app.sso.connections import ConnectionError_
+from app.sso.connections import ConnectionError_, untested_metadata_message
 from app.sso.errors import SamlError, describe
 from app.sso.forms import (ActionForm, CertificateForm, EnableForm, IdpForm, JitForm, ManualForm, MetadataUrlForm,
                            MetadataXmlForm)
@@ -197,6 +197,8 @@ def start_test():
     conn = connections.staged_connection(workspace_id) or connections.live_connection(workspace_id)
     if conn is None or not conn.is_configured:
         return _invalid("test", None, "Give Gatehouse your IdP's metadata before testing.")
+    if conn.metadata_url_unproven:
+        return _invalid("test", None, untested_metadata_message(conn))
     browser_id, is_new = browser.browser_id()
     try:
         started = saml.start_login(conn, is_test=True, started_by=current_user, browser_id=browser_id)

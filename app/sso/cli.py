@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from app.cli import fail, note, require_workspace
 from app.extensions import db
 from app.members.admin_rule import LastAdminError
+from app.models import utcnow
 from app.models.sso import IdpKind
 from app.sso import connections
 from app.sso.connections import ConnectionError_
@@ -44,7 +45,7 @@ def create_command(slug, idp, source, enable):
         conn = connections.start_setup(workspace, idp, actor=None)
         conn = connections.configure_from_xml(workspace.id, xml, actor=None, source="metadata")
         if is_url:
-            conn.metadata_url, conn.metadata_status = source, "ok"
+            conn.metadata_url, conn.metadata_status, conn.metadata_fetched_at = source, "ok", utcnow()
         if enable:
             connections.enable(workspace.id, actor=None, override=True)
             note("SSO is on (operator override, without a test login).")

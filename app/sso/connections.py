@@ -83,7 +83,8 @@ def editable_connection(workspace_id: int, *, actor: User | None) -> SsoConnecti
         staged = SsoConnection(workspace_id=workspace_id, connection_id=live.connection_id, is_staged=True,
                                idp_kind=live.idp_kind, idp_entity_id=live.idp_entity_id, sso_url=live.sso_url,
                                metadata_url=live.metadata_url, metadata_xml=live.metadata_xml,
-                               state=ConnectionState.draft.value, jit_enabled=live.jit_enabled,
+                               metadata_status=live.metadata_status, metadata_error=live.metadata_error,
+                               metadata_fetched_at=live.metadata_fetched_at, state=ConnectionState.draft.value, jit_enabled=live.jit_enabled,
                                jit_role=live.jit_role)
         staged.certificates = [_copy_cert(c, workspace_id) for c in live.certificates]
         db.session.add(staged)
@@ -158,13 +159,24 @@ def configure_manually(workspace_id: int, *, entity_id: str, sso_url: str, certi
 
 
 def set_metadata_url(workspace_id: int, url: str, *, actor: User | None) -> SsoConnection:
-    """Record the URL; the fetch runs as a job (jobs.sso.fetch_connection_metadata)."""
+    """Record the URL; the fetch runs as a job (jobs.sso.fetch_connection_metadata). Until it
+    has delivered, the connection can't be tested (metadata_url_unproven)."""
     conn = editable_connection(workspace_id, actor=actor)
     conn.metadata_url = url.strip()
     conn.metadata_status = "pending"
     conn.metadata_error = None
+    conn.metadata_fetched_at = None
     record(workspace_id, "sso.metadata_url_set", actor=actor, target=conn, url=conn.metadata_url)
     return conn
+
+
+def untested_metadata_message(conn: SsoConnection) -> str:
+    """Why a connection whose metadata URL hasn't delivered can't be tested, and what to do."""
+    if conn.metadata_status == "failed":
+        return ("The metadata URL hasn't delivered your IdP's metadata yet (see step 3), so a test couldn't test "
+                "what it will bring. Fix the URL, or upload the metadata XML, then test.")
+    return ("Gatehouse is still fetching your IdP's metadata from the URL you gave. Test once it has arrived; "
+            "this page updates by itself.")
 
 
 def add_certificate(workspace_id: int, pem: str, *, actor: User | None) -> SsoCertificate:

@@ -17,6 +17,7 @@ class SamlErrorCode(str, enum.Enum):
     wrong_connection = "wrong_connection"
     connection_off = "connection_off"
     not_configured = "not_configured"
+    metadata_not_fetched = "metadata_not_fetched"
     status_not_success = "status_not_success"
     signature_missing = "signature_missing"
     signature_invalid = "signature_invalid"
@@ -79,6 +80,12 @@ _TEXT: dict[SamlErrorCode, tuple[str, str, str]] = {
         "Single sign-on isn't set up",
         "Single sign-on for this workspace isn't set up yet. Contact an admin of your workspace.",
         "Give Gatehouse the IdP metadata (URL, XML or manual fields) first."),
+    SamlErrorCode.metadata_not_fetched: (
+        "Metadata not fetched yet",
+        "Single sign-on for this workspace is being changed. Try again in a few minutes.",
+        "The metadata URL was changed while this test was running and hasn't delivered yet (or its fetch "
+        "failed), so the test can't count for what the URL will bring. When step 3 shows the fetched metadata, "
+        "test again."),
     SamlErrorCode.status_not_success: (
         "The identity provider refused the sign-in",
         "Your identity provider did not sign you in. You may not be assigned to the Gatehouse app; "

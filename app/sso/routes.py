@@ -94,6 +94,8 @@ def _test_result(cid: str, assertion):
     req, conn = assertion.request, assertion.connection
     identity = signin.received_identity(assertion)
     try:
+        if conn.metadata_url_unproven:  # a new metadata URL, set while the admin was at the IdP
+            raise SamlError(E.metadata_not_fetched, f"metadata URL {conn.metadata_url} has not delivered yet")
         result = signin.resolve_user(assertion, dry_run=True)
     except SamlError as err:
         err.connection, err.request, err.email = conn, req, err.email or assertion.nameid

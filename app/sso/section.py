@@ -54,6 +54,8 @@ def context(workspace: Workspace, *, error: dict | None = None, forms: dict | No
         "live_certificates": certificate_rows(live) if staged else [],
         "last_test": last_test(workspace.id),
         "polling": bool(editing and editing.metadata_status == "pending"),
+        "test_blocked": (connections.untested_metadata_message(editing)
+                         if editing and editing.is_configured and editing.metadata_url_unproven else None),
         "recovery_codes_left": recovery.unused_count(current_user) if live and live.is_on else None,
     }
     return ctx

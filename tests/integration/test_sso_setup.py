@@ -176,6 +176,124 @@ def test_metadata_url_that_fails_is_explained(admin_client, jobs):
     assert "Couldn't use the metadata URL" in html
 
 
+class MetadataServer:
+    """An IdP's metadata URL whose answer the test changes: another IdP's metadata, or an error."""
+
+    def __init__(self, idp):  # noqa: F811
+        from flask import Flask
+        self.idp, self.status = idp, 200
+        server_app = Flask("switchable-metadata")
+        server_app.add_url_rule("/metadata", "metadata", lambda: (self.idp.metadata(), self.status,
+                                                                  {"Content-Type": "text/xml"}))
+        self.server = make_server("127.0.0.1", 0, server_app, threaded=True)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/metadata"
+
+
+@pytest.fixture
+def new_idp_metadata():
+    server = MetadataServer(TestIdp(entity_id="https://new-idp.example/md", sso_url="https://new-idp.example/sso"))
+    yield server
+    server.server.shutdown()
+
+
+def live_and_staged():
+    db.session.expire_all()
+    rows = db.session.scalars(select(SsoConnection).order_by(SsoConnection.is_staged)).all()
+    return rows[0], (rows[1] if len(rows) > 1 else None)
+
+
+def test_a_new_metadata_url_cannot_be_tested_before_it_has_delivered(app, admin_client, workspace, idp,  # noqa: F811
+                                                                     new_idp_metadata, jobs):
+    """Testing while the fetch is pending would test the old configuration and then promote the
+    new URL, whose IdP the daily refresh would put live untested."""
+    h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})
+    html = page(admin_client)
+    assert "Gatehouse is still fetching your IdP's metadata" in html
+    assert re.search(r'<button class="button primary" type="submit" disabled[^>]*>Test connection', html)
+    response = admin_client.post(f"{SSO}/test")
+    assert response.status_code == 422 and "still fetching" in unescape(response.get_data(as_text=True))
+
+    jobs()  # the fetch delivers the new IdP's metadata to the draft: now it can be tested, and goes live
+    live, staged = live_and_staged()
+    assert staged.idp_entity_id == "https://new-idp.example/md" and live.idp_entity_id == idp.entity_id
+    new_h = SsoHarness(workspace, new_idp_metadata.idp, h.connection_id)
+    assert "Test succeeded" in run_test_login(admin_client, new_h, "admin@acme.test")
+    live, staged = live_and_staged()
+    assert staged is None and live.is_on and live.idp_entity_id == "https://new-idp.example/md"
+    assert live.metadata_url == new_idp_metadata.url and live.metadata_status == "ok"
+
+
+def test_a_metadata_url_that_never_delivered_is_not_tested_nor_promoted(app, admin_client, workspace, idp,  # noqa: F811
+                                                                        new_idp_metadata, make_user, jobs):
+    from jobs.sso import refresh_all_metadata
+    h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303
+    make_user(workspace, "ada@acme.test")
+    new_idp_metadata.status = 500
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})
+    jobs()
+    html = page(admin_client)
+    assert "Couldn't use the metadata URL" in html and "hasn't delivered your IdP's metadata yet" in html
+    response = admin_client.post(f"{SSO}/test")
+    assert response.status_code == 422 and "Fix the URL" in unescape(response.get_data(as_text=True))
+
+    new_idp_metadata.status = 200  # the URL starts working: the daily refresh updates the draft, not the live one
+    refresh_all_metadata()
+    live, staged = live_and_staged()
+    assert live.idp_entity_id == idp.entity_id and live.metadata_url is None
+    assert staged.idp_entity_id == "https://new-idp.example/md"
+    assert h.sign_in(app.test_client(), "ada@acme.test").status_code == 303  # members unaffected
+
+
+def test_a_metadata_url_set_during_a_test_voids_that_test(app, admin_client, workspace, idp,  # noqa: F811
+                                                          new_idp_metadata, jobs):
+    h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303
+    admin_client.post(f"{SSO}/certificates", data={"certificate": make_key_and_cert("next")[1].decode()})
+    response = admin_client.post(f"{SSO}/test")  # the admin is at the IdP...
+    started = h.started_from(response.headers["Location"])
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})  # ...another tab
+    response = h.post(admin_client, h.response(started.request_id, "admin@acme.test"), started.relay_state)
+    result = page(admin_client, response.headers["Location"])
+    assert "Test failed" in result and "Metadata not fetched yet" in result
+    live, staged = live_and_staged()
+    assert staged is not None and live.metadata_url is None and live.idp_entity_id == idp.entity_id
+    assert last_log(workspace.id).error_code == "metadata_not_fetched"
+
+
+def test_a_failed_refresh_of_a_url_that_delivered_before_leaves_it_testable(app, admin_client, workspace,
+                                                                            new_idp_metadata, jobs):
+    """Only a URL that never delivered blocks a test: an IdP down for a day keeps what it sent last."""
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})
+    jobs()
+    new_idp_metadata.status = 503
+    from jobs.sso import refresh_all_metadata
+    refresh_all_metadata()
+    live, _ = live_and_staged()
+    assert live.metadata_status == "failed" and live.metadata_fetched_at is not None
+    assert admin_client.post(f"{SSO}/test").status_code == 303
+
+
+def test_a_fetch_stopped_by_anything_else_is_a_failure_not_pending_forever(app, admin_client, monkeypatch, jobs):
+    """RQ ends a job past its time limit by raising inside it: the page must not poll forever."""
+    from rq.timeouts import JobTimeoutException
+    import jobs.sso as sso_jobs
+
+    def stopped(url, production):
+        raise JobTimeoutException("Task exceeded maximum timeout value (180 seconds)")
+
+    monkeypatch.setattr(sso_jobs, "fetch_metadata", stopped)
+    admin_client.post(f"{SSO}/idp", data={"idp": "okta"})
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": "https://idp.example/metadata"})
+    jobs()
+    html = admin_client.get(f"{SSO}/section", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "every 2s" not in html and "The fetch stopped unexpectedly" in unescape(html)
+
+
 # --- staged changes ---------------------------------------------------------------------------
 
 @pytest.mark.postgres
