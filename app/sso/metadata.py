@@ -12,6 +12,7 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -22,7 +23,7 @@ from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser 
 
 MAX_METADATA_BYTES = 512 * 1024
 FETCH_TIMEOUT = 10  # seconds, for connecting and for each read
-FETCH_DEADLINE = 30  # seconds for the whole fetch (a server dripping bytes can't hold a worker)
+FETCH_DEADLINE = 30  # seconds for the whole fetch, TLS, headers and body (a server dripping bytes can't hold a worker)
 MAX_REDIRECTS = 3
 
 
@@ -151,7 +152,9 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 
     def connect(self):
         sock = socket.create_connection((self._ip, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        # The handshake after `self.sock` is set, so the deadline can cut it short too.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        self.sock.do_handshake()
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -163,11 +166,25 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
         self.sock = socket.create_connection((self._ip, self.port), self.timeout)
 
 
+def _cut_at_deadline(conn) -> None:
+    """The deadline passed: shut the TCP connection so whatever read is waiting (the TLS
+    handshake, a header line dripping in, the body) returns at once. The plain socket's
+    shutdown even for TLS: SSLSocket's own one must not run beside a read in another thread."""
+    sock = conn.sock
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 def fetch_metadata(url: str, *, production: bool) -> bytes:
     """GET the metadata URL: https only and public addresses only in production,
     timeouts, at most MAX_METADATA_BYTES, a few redirects (each re-checked)."""
     deadline = time.monotonic() + FETCH_DEADLINE
     for _ in range(MAX_REDIRECTS + 1):
+        if time.monotonic() > deadline:
+            raise MetadataError("The metadata URL did not answer in time.")
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise MetadataError("The metadata URL must start with https://.")
@@ -184,6 +201,10 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
         else:
             conn = _PinnedHTTPConnection(parts.hostname, ip, port=port, timeout=FETCH_TIMEOUT)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # The per-read timeout can't stop a server sending a byte now and then; this can.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut_at_deadline, args=(conn,))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             conn.request("GET", path, headers={"Accept": "application/samlmetadata+xml, application/xml, text/xml",
                                                "User-Agent": "Gatehouse-metadata-fetch"})
@@ -198,13 +219,14 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
                 raise MetadataError(f"The metadata is larger than {MAX_METADATA_BYTES // 1024} KB.")
             return _read_body(response, deadline)
         except (OSError, http.client.HTTPException) as exc:
-            if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+            if isinstance(exc, TimeoutError) or "timed out" in str(exc) or time.monotonic() > deadline:
                 raise MetadataError("The metadata URL did not answer in time.") from exc
             if isinstance(exc, ssl.SSLError):
                 raise MetadataError(f"TLS failed for {parts.hostname}: {exc.__class__.__name__}.") from exc
             raise MetadataError(f"Could not fetch the metadata from {parts.hostname}: {_unreachable_because(exc)}. "
                                 "Check the URL, or paste the metadata XML instead.") from exc
         finally:
+            watchdog.cancel()
             conn.close()
     raise MetadataError("The metadata URL redirected too many times.")
 
@@ -216,6 +238,8 @@ def _read_body(response, deadline: float) -> bytes:
             raise MetadataError("The metadata URL did not answer in time.")
         chunk = response.read1(64 * 1024) if hasattr(response, "read1") else response.read(64 * 1024)
         if not chunk:
+            if time.monotonic() > deadline:  # cut short by the deadline, not the end of the document
+                raise MetadataError("The metadata URL did not answer in time.")
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_METADATA_BYTES:

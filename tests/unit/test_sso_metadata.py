@@ -133,31 +133,37 @@ def test_fetch_times_out(server, monkeypatch):
     assert time.monotonic() - started < 1.5
 
 
-def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch):
+@pytest.mark.parametrize("scheme, first, drip", [
+    ("http", b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n", b"<"),  # the body
+    ("http", b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a"),  # a header line that never ends
+    ("https", b"\x16\x03\x03\x40\x00", b"\x00"),  # a TLS handshake record of 16 KB, a byte at a time
+], ids=["body", "headers", "tls-handshake"])
+def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch, scheme, first, drip):
+    """Each byte arrives well within the per-read timeout; only the overall deadline stops it."""
     import socket
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     stop = threading.Event()
 
-    def drip():
+    def serve():
         conn, _ = listener.accept()
         conn.recv(65536)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n")
+        conn.sendall(first)
         while not stop.is_set():
             try:
-                conn.sendall(b"<")
+                conn.sendall(drip)
             except OSError:
                 break
             time.sleep(0.05)
         conn.close()
 
-    threading.Thread(target=drip, daemon=True).start()
+    threading.Thread(target=serve, daemon=True).start()
     monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
     started = time.monotonic()
     try:
         with pytest.raises(MetadataError, match="did not answer in time"):
-            fetch_metadata(f"http://127.0.0.1:{listener.getsockname()[1]}/md", production=False)
+            fetch_metadata(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/md", production=False)
     finally:
         stop.set()
         listener.close()
