@@ -18,6 +18,10 @@ from app.sso.policy import authorized_member, domain_authorized
 from app.sso.saml import EMAIL_LIKE_FORMATS, Assertion
 
 TRACE_LIMIT = 2000
+# Details come partly from what was posted (an unsigned InResponseTo, attributes): each value
+# and list is cut, so no entry can be made large, whoever posts.
+DETAIL_TEXT_LIMIT = 512
+DETAIL_ITEMS_LIMIT = 100
 ATTRIBUTE_NAMES = {
     "email": ("email", "Email", "mail", "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress"),
     "first_name": ("firstName", "first_name", "givenName",
@@ -122,7 +126,7 @@ def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: s
     row = {"workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
            "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,
            "error_code": error.code.value if error else None,
-           "details": _jsonable(details if details is not None else (error.details if error else {})),
+           "details": _bounded(details if details is not None else (error.details if error else {})),
            "trace": trace_of(summary, error.reason if error else ""), "created_at": utcnow()}
     if not is_test:
         insert_at_commit(db.session, SamlLoginLog.__table__, row)
@@ -131,8 +135,17 @@ def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: s
         return db.session.execute(_INSERT_LOG_ENTRY, row).inserted_primary_key[0]
 
 
-def _jsonable(details: dict) -> dict:
-    return json.loads(json.dumps(details or {}, default=str))
+def _bounded(details: dict) -> dict:
+    """`details` as JSON, with every string and list cut to the limits above."""
+    def cut(value):
+        if isinstance(value, str):
+            return value if len(value) <= DETAIL_TEXT_LIMIT else value[:DETAIL_TEXT_LIMIT - 1] + "…"
+        if isinstance(value, dict):
+            return {cut(str(k)): cut(v) for k, v in list(value.items())[:DETAIL_ITEMS_LIMIT]}
+        if isinstance(value, list):
+            return [cut(v) for v in value[:DETAIL_ITEMS_LIMIT]]
+        return value
+    return cut(json.loads(json.dumps(details or {}, default=str)))
 
 
 def recent_log(workspace_id: int, limit: int = 50) -> list[SamlLoginLog]:

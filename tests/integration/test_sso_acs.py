@@ -486,6 +486,24 @@ def test_login_log_keeps_no_raw_assertion(client, sso, make_user):
         assert entry.trace is None or ("<saml" not in entry.trace and len(entry.trace) <= 2000)
 
 
+def test_what_anyone_posts_cannot_make_a_login_log_entry_large(app, sso, admin):
+    """The refusal's details quote the posted (unsigned) InResponseTo: cut, so anonymous posts
+    can't fill the database or make the admin's log page megabytes long."""
+    import json
+    anonymous = app.test_client()
+    started = sso.start(anonymous)
+    junk = (f'<samlp:Response xmlns:samlp="{NS["samlp"]}" ID="_x" Version="2.0" '
+            f'InResponseTo="{"A" * 180_000}"/>')
+    html = refusal(anonymous.post(sso.acs_path, data={"SAMLResponse": base64.b64encode(junk.encode()).decode(),
+                                                      "RelayState": started.relay_state}))
+    assert "different sign-in attempt" in html
+    entry = last_log(sso.workspace.id)
+    assert entry.error_code == "in_response_to_mismatch"
+    assert entry.details["expected"] == started.request_id
+    assert entry.details["received"] == "A" * 511 + "…" and len(json.dumps(entry.details)) < 1200
+    assert len(entry.trace) <= 2000
+
+
 def test_response_that_breaks_the_saml_schema_is_refused(client, sso, make_user):
     make_user(sso.workspace, "ada@acme.test")
     started = sso.start(client)
