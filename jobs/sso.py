@@ -6,7 +6,7 @@ import datetime as dt
 import logging
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from app import mail
 from app.audit.service import record
@@ -80,11 +80,13 @@ def refresh_all_metadata() -> dict:
 
 @app_job
 def warn_expiring_certificates() -> int:
-    """Email the workspace's admins once per certificate, 30 days before it expires."""
+    """Email the workspace's admins once per certificate, 30 days before it expires. A draft
+    holds copies of the live certificates: only the live ones are warned about, and their
+    copies are marked too, so promoting the draft doesn't warn again."""
     now = utcnow()
-    certs = db.session.scalars(select(SsoCertificate).where(SsoCertificate.not_after <= now + EXPIRY_WARNING,
-                                                            SsoCertificate.not_after > now,
-                                                            SsoCertificate.expiry_warned_at.is_(None))).all()
+    certs = db.session.scalars(select(SsoCertificate).join(SsoConnection).where(
+        SsoConnection.is_staged.is_(False), SsoCertificate.not_after <= now + EXPIRY_WARNING,
+        SsoCertificate.not_after > now, SsoCertificate.expiry_warned_at.is_(None))).all()
     warned = 0
     for cert in certs:
         conn = cert.connection
@@ -97,6 +99,9 @@ def warn_expiring_certificates() -> int:
                       admin=admin, cert=cert, connection=conn, days_left=(cert.not_after - now).days,
                       settings_url=current_app.config["BASE_URL"] + "/settings/security")
         cert.expiry_warned_at = now
+        db.session.execute(update(SsoCertificate).where(
+            SsoCertificate.workspace_id == cert.workspace_id, SsoCertificate.fingerprint == cert.fingerprint,
+            SsoCertificate.expiry_warned_at.is_(None)).values(expiry_warned_at=now))
         record(cert.workspace_id, "sso.certificate_expiry_warned", target=conn, fingerprint=cert.fingerprint,
                not_after=cert.not_after.isoformat())
         warned += 1

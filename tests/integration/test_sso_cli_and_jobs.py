@@ -142,6 +142,28 @@ def test_expiring_certificate_warns_admins_once_by_email(mail_app, workspace, ma
     assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 2
 
 
+def test_expiring_certificate_is_warned_once_while_a_draft_holds_a_copy(app, workspace):
+    """Staging the rotation copies the live certificates into a draft: one email, and none
+    again when the draft goes live."""
+    from app.sso import connections
+    from jobs.sso import warn_expiring_certificates
+    soon = TestIdp(keys=make_key_and_cert("expiring", days=10))
+    setup_sso(workspace, soon)
+    connections.add_certificate(workspace.id, make_key_and_cert("next", days=400)[1].decode(), actor=None)
+    db.session.commit()
+    assert warn_expiring_certificates() == 1
+    assert db.session.scalars(select(OutboundEmail.subject)).all() == [
+        f"Your SSO signing certificate expires on {soon_expiry(workspace)}"]
+    connections.mark_tested(connections.staged_connection(workspace.id), actor=None)  # the draft goes live
+    db.session.commit()
+    assert warn_expiring_certificates() == 0
+    assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 1
+
+
+def soon_expiry(workspace) -> str:
+    return min(c.not_after for c in db.session.scalars(select(SsoCertificate))).strftime("%Y-%m-%d")
+
+
 def test_expiring_certificate_is_flagged_on_the_page(admin_client, workspace):
     from app.sso import connections
     soon = TestIdp(keys=make_key_and_cert("expiring", days=10))
