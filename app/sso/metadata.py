@@ -125,8 +125,9 @@ def _address_allowed(ip: str) -> bool:
     addr = ipaddress.ip_address(ip.split("%", 1)[0])
     if isinstance(addr, ipaddress.IPv6Address) and (addr.ipv4_mapped or addr.sixtofour):
         addr = addr.ipv4_mapped or addr.sixtofour
+    site_local = isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local  # fec0::/10: deprecated, not global
     return addr.is_global and not (addr.is_private or addr.is_loopback or addr.is_link_local or addr.is_multicast
-                or addr.is_reserved or addr.is_unspecified)
+                                   or addr.is_reserved or addr.is_unspecified or site_local)
 
 
 def _resolve(host: str, port: int, *, allow_private: bool) -> str:

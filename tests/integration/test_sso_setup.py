@@ -497,6 +497,7 @@ def test_new_recovery_codes_replace_the_unused_ones(app, admin_client, sso, admi
 @pytest.mark.parametrize("url", [
     "https://100.100.100.200/latest/meta-data",  # shared address space (RFC 6598): a cloud metadata service
     "https://[2002:7f00:1::]/metadata",  # 6to4 wrapping 127.0.0.1
+    "https://[fec0::1]/metadata",  # IPv6 site-local (deprecated, still routed inside some networks)
 ])
 def test_production_metadata_fetch_refuses_other_non_public_addresses(url):
     from app.sso.metadata import MetadataError, fetch_metadata
