@@ -80,6 +80,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict:
         "LOGIN_MAX_FAILURES_PER_ACCOUNT": int(env.get("LOGIN_MAX_FAILURES_PER_ACCOUNT", "5")),
         "LOGIN_MAX_FAILURES_PER_IP": int(env.get("LOGIN_MAX_FAILURES_PER_IP", "20")),
         "LOGIN_FAILURE_WINDOW": int(env.get("LOGIN_FAILURE_WINDOW_SECONDS", "900")),
+        # Reset requests per client address an hour: high enough for an office behind one NAT
+        # setting first passwords (each inbox has its own limit of 5 an hour).
+        "PASSWORD_RESET_MAX_PER_IP": int(env.get("PASSWORD_RESET_MAX_PER_IP", "60")),
         "RQ_ASYNC": True,
         # How many reverse proxies (load balancer, TLS terminator) stand in front and append to
         # X-Forwarded-For/-Proto: 0 trusts none of those headers (a client could forge them).

@@ -30,6 +30,12 @@ def register_sso_policy(policy: Callable[[User], SignInMethod | None]) -> None:
 def sign_in_method(user: User) -> SignInMethod:
     if user.status != UserStatus.active.value:
         return SignInMethod.blocked
+    return sign_in_method_once_active(user)
+
+
+def sign_in_method_once_active(user: User) -> SignInMethod:
+    """How the user will sign in when active: what an invitation asks of an invitee (and
+    whether one can be sent), while `sign_in_method` still says "blocked" for them."""
     if _sso_policy is not None:
         method = _sso_policy(user)
         if method is not None:

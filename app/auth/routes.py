@@ -1,14 +1,16 @@
 """Email-first sign-in, sign-out, password reset and invitation acceptance."""
 from __future__ import annotations
 
+import math
 import time
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
+from limits import parse
 
 from app.audit.service import record
 from app.auth import service, tokens
-from app.auth.policy import SignInMethod, sign_in_method
+from app.auth.policy import SignInMethod, sign_in_method, sign_in_method_once_active
 from app.auth.forms import (AcceptInvitationForm, EmailStepForm, ForgotPasswordForm, LogoutForm, PasswordStepForm,
                             SetPasswordForm, WorkspaceChoiceForm)
 from app.auth.sessions import end_session, start_session
@@ -24,7 +26,11 @@ def _failed(response) -> bool:
 
 
 def _account_key() -> str:
-    return "account:" + User.normalize_email(request.form.get("email", ""))[:254]
+    return _account_key_for(request.form.get("email", ""))
+
+
+def _account_key_for(email: str) -> str:
+    return "account:" + User.normalize_email(email)[:254]
 
 
 def _ip_limit() -> str:
@@ -36,7 +42,19 @@ def _account_limit() -> str:
             f"{current_app.config['LOGIN_FAILURE_WINDOW']} second")
 
 
-TOO_MANY = "Too many failed sign-in attempts. Wait 15 minutes, or reset your password."
+def _too_many() -> str:
+    minutes = math.ceil(current_app.config["LOGIN_FAILURE_WINDOW"] / 60)
+    return (f"Too many failed sign-in attempts. Wait {minutes} minute{'' if minutes == 1 else 's'}, "
+            f"or reset your password.")
+
+
+def _forgive_failed_sign_ins(email: str) -> None:
+    """A new password lifts the per-account limit, as its message promises. Redis down: the
+    counter expires on its own, and the reset stands."""
+    try:
+        limiter.limiter.clear(parse(_account_limit()), _account_key_for(email), "login-account")
+    except limiter.storage.base_exceptions:
+        current_app.logger.warning("could not clear the failed sign-ins of %s", email, exc_info=True)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -56,9 +74,10 @@ def login():
 
 
 @bp.post("/login/password")
-@limiter.limit(_ip_limit, deduct_when=_failed, scope="login-ip", error_message=TOO_MANY)
-@limiter.limit(_account_limit, key_func=_account_key, deduct_when=_failed, scope="login-account",
-               error_message=TOO_MANY)
+@limiter.limit(_ip_limit, deduct_when=_failed, scope="login-ip", error_message=_too_many)
+# Shared: its counter is named "login-account" alone, so a password reset can clear it.
+@limiter.shared_limit(_account_limit, "login-account", key_func=_account_key, deduct_when=_failed,
+                      error_message=_too_many)
 def password_step():
     form = PasswordStepForm()
     if not form.validate_on_submit():
@@ -107,7 +126,8 @@ def choose_workspace():
         flash("Enter your email and password again.", "info")
         return redirect(url_for("auth.login"))
     form = WorkspaceChoiceForm()
-    form.workspace.choices = [(u.workspace_id, u.workspace.name) for u in users]
+    # The slug too: two workspaces may have the same name.
+    form.workspace.choices = [(u.workspace_id, f"{u.workspace.name} ({u.workspace.slug})") for u in users]
     if not form.validate_on_submit():
         return render_template("auth/choose_workspace.html", form=form), 422 if request.method == "POST" else 200
     user = next(u for u in users if u.workspace_id == form.workspace.data)
@@ -140,8 +160,12 @@ def logout():
     return redirect(url_for("auth.login"), 303)
 
 
+def _reset_ip_limit() -> str:
+    return f"{current_app.config['PASSWORD_RESET_MAX_PER_IP']} per hour"
+
+
 @bp.route("/password/forgot", methods=["GET", "POST"])
-@limiter.limit("10 per hour", methods=["POST"], error_message="Too many reset requests. Try again in an hour.")
+@limiter.limit(_reset_ip_limit, methods=["POST"], error_message="Too many reset requests. Try again in an hour.")
 # Per address too, whoever asks (so it says nothing about whether an account exists): one
 # inbox can't be flooded from many addresses.
 @limiter.limit("5 per hour", methods=["POST"], key_func=_account_key, scope="reset-address",
@@ -156,6 +180,13 @@ def forgot_password():
     return render_template("auth/forgot_sent.html", email=form.email.data)
 
 
+# Why a member may not use a password, and what to do instead.
+_NO_PASSWORD_SIGN_IN = {
+    SignInMethod.sso: "your workspace requires single sign-on. Sign in with SSO.",
+    SignInMethod.blocked: "your workspace doesn't allow you to sign in. Contact an admin of your workspace.",
+}
+
+
 @bp.route("/password/reset/<token>", methods=["GET", "POST"])
 def reset_password(token: str):
     found = tokens.find_usable(token, TokenPurpose.password_reset)
@@ -167,10 +198,15 @@ def reset_password(token: str):
         return render_template("auth/reset.html", form=form, user=found.user), status
     if not tokens.consume(found):
         return render_template("auth/link_invalid.html", what="password reset link"), 404
-    service.complete_password_reset(found, form.password.data)
+    user = service.complete_password_reset(found, form.password.data)
     db.session.commit()
+    _forgive_failed_sign_ins(user.email)
     end_session()
-    flash("Your password is set. Sign in with it now.", "success")
+    method = sign_in_method(user)
+    if method is SignInMethod.password:
+        flash("Your password is set. Sign in with it now.", "success")
+    else:
+        flash("Your password is set, but you can't sign in with it: " + _NO_PASSWORD_SIGN_IN[method], "info")
     return redirect(url_for("auth.login"), 303)
 
 
@@ -178,24 +214,31 @@ def reset_password(token: str):
 def accept_invitation(token: str):
     found = tokens.find_usable(token, TokenPurpose.invitation)
     if found is None:
-        return render_template("auth/link_invalid.html", what="invitation"), 404
+        return _invitation_invalid(token)
+    method = sign_in_method_once_active(found.user)
+    if method is not SignInMethod.password:
+        # No password to choose: signing in through SSO accepts the invitation (app.sso.signin);
+        # someone SSO would block can't join with this address at all.
+        sso_url = (service.sso_start_for(found.user) or url_for("auth.login")) if method is SignInMethod.sso else None
+        return render_template("auth/accept_invitation.html", user=found.user, method=method, sso_url=sso_url), \
+            200 if request.method == "GET" else 409
     form = AcceptInvitationForm()
     if request.method == "GET" and not form.name.data:
         form.name.data = found.user.name
     if not form.validate_on_submit():
         status = 422 if request.method == "POST" else 200
-        return render_template("auth/accept_invitation.html", form=form, user=found.user), status
+        return render_template("auth/accept_invitation.html", form=form, user=found.user, method=method), status
     if not tokens.consume(found):
-        return render_template("auth/link_invalid.html", what="invitation"), 404
+        return _invitation_invalid(token)
     user = service.accept_invitation(found, form.name.data, form.password.data)
-    method = sign_in_method(user)
-    if method is not SignInMethod.password:  # SSO enforced (or blocked): no password session
-        db.session.commit()
-        flash(f"Welcome to {user.workspace.name}! " + (
-            "Your workspace requires single sign-on: sign in with SSO." if method is SignInMethod.sso else
-            "Your workspace doesn't allow you to sign in. Contact an admin of your workspace."), "info")
-        return redirect(url_for("auth.login"), 303)
     start_session(user, method="password")
     db.session.commit()
     flash(f"Welcome to {user.workspace.name}!", "success")
     return redirect(url_for("main.library"), 303)
+
+
+def _invitation_invalid(token: str):
+    """An invitee can't get a new invitation themself: say who can, naming the workspace when
+    the link's row is still there (a revoked invitation's went with the invitee)."""
+    return render_template("auth/link_invalid.html", what="invitation",
+                           invitee=service.invitee_of_link(token)), 404

@@ -12,7 +12,8 @@ from app.audit.service import record
 from app.auth import tokens
 from app.auth.policy import SignInMethod, sign_in_method
 from app.extensions import db
-from app.models import TokenPurpose, User, UserStatus
+from app.models import EmailToken, TokenPurpose, User, UserStatus
+from app.security import hash_secret
 from app.urls import external_url
 
 # A constant-time decoy so a missing account costs as much as a wrong password.
@@ -46,6 +47,13 @@ def sso_offer(email: str) -> str | None:
     """The SSO start the password step offers for this email, if its domain has one."""
     realm = _home_realm(email) if _home_realm is not None else None
     return realm[0] if realm else None
+
+
+def sso_start_for(user: User) -> str | None:
+    """The SSO start of the user's own workspace for their address (not another workspace's
+    that verified a parent or child domain)."""
+    realm = _home_realm(user.email) if _home_realm is not None else None
+    return realm[0] if realm and realm[1] == user.workspace_id else None
 
 
 def users_with_email(email: str) -> list[User]:
@@ -106,6 +114,15 @@ def complete_password_reset(token, password: str) -> User:
         user.status = UserStatus.active.value
         record(user.workspace_id, "member.invitation_accepted", actor=user, target=user, via="password reset")
     return user
+
+
+def invitee_of_link(secret: str) -> User | None:
+    """Whom an invitation link was for, even once it no longer works (None when the invitee
+    is gone: a revoked invitation, or the link's row cleaned up)."""
+    if not secret or len(secret) > 128:
+        return None
+    return db.session.scalar(select(User).join(EmailToken, EmailToken.user_id == User.id).where(
+        EmailToken.token_hash == hash_secret(secret), EmailToken.purpose == TokenPurpose.invitation.value))
 
 
 def accept_invitation(token, name: str, password: str) -> User:

@@ -6,6 +6,7 @@ from sqlalchemy import func, or_, select
 from app import mail
 from app.audit.service import record
 from app.auth import tokens
+from app.auth.policy import SignInMethod, sign_in_method_once_active
 from app.database import like_escape
 from app.extensions import db
 from app.members.admin_rule import ensure_admin_remains
@@ -23,14 +24,17 @@ def find_member(workspace_id: int, email: str) -> User | None:
 
 
 def invite(workspace: Workspace, email: str, role: str, *, actor: User, name: str = "") -> User:
+    """Invite someone who will be able to sign in: with SSO on, an address outside the authorized
+    domains would be blocked, so it is refused here rather than after they chose a password."""
     if find_member(workspace.id, email) is not None:
         raise MemberError(f"{email} is already a member of this workspace.")
     user = User(workspace_id=workspace.id, name=name.strip(), role=Role(role).value, status=UserStatus.invited.value,
                 source=UserSource.invite.value)
     user.set_email(email)
+    method = _invitee_sign_in(user, "invite them again")
     db.session.add(user)
     db.session.flush()
-    _send_invitation(workspace, user, actor)
+    _send_invitation(workspace, user, actor, method)
     record(workspace.id, "member.invited", actor=actor, target=user, role=user.role)
     return user
 
@@ -38,7 +42,7 @@ def invite(workspace: Workspace, email: str, role: str, *, actor: User, name: st
 def resend_invitation(workspace: Workspace, user: User, *, actor: User) -> None:
     if user.status != UserStatus.invited.value:
         raise MemberError(f"{user.email} has already accepted the invitation.")
-    _send_invitation(workspace, user, actor)
+    _send_invitation(workspace, user, actor, _invitee_sign_in(user, "resend the invitation"))
     record(workspace.id, "member.invitation_resent", actor=actor, target=user)
 
 
@@ -49,11 +53,23 @@ def revoke_invitation(workspace: Workspace, user: User, *, actor: User) -> None:
     db.session.delete(user)
 
 
-def _send_invitation(workspace: Workspace, user: User, actor: User) -> None:
+def _invitee_sign_in(user: User, then: str) -> SignInMethod:
+    """How the invitee will sign in; refused if not at all (SSO on, their domain not authorized)."""
+    method = sign_in_method_once_active(user)
+    if method is SignInMethod.blocked:
+        raise MemberError(f"{user.email} could not sign in: single sign-on is on, and {user.email_domain} is not "
+                          f"one of this workspace's authorized domains. Authorize {user.email_domain} under "
+                          f"Settings → Security, or turn SSO off, then {then}.")
+    return method
+
+
+def _send_invitation(workspace: Workspace, user: User, actor: User, method: SignInMethod) -> None:
+    """The email says whether they will choose a password or sign in with SSO."""
     secret = tokens.issue(user, TokenPurpose.invitation)
     link = external_url("auth.accept_invitation", token=secret)
     mail.send(user.email, f"{actor.display_name} invited you to {workspace.name} on Gatehouse", "invitation",
-              workspace_id=workspace.id, workspace=workspace, inviter=actor, link=link)
+              workspace_id=workspace.id, workspace=workspace, inviter=actor, link=link,
+              sso=method is SignInMethod.sso)
 
 
 def change_role(user: User, role: str, *, actor: User | None, actor_label: str | None = None) -> None:

@@ -1,16 +1,19 @@
 """Invitations, roles, deactivation and the last-admin rule — with real mail."""
 from __future__ import annotations
 
+import datetime as dt
 import re
+from html import unescape
 
 import pytest
 
 from app.extensions import db
 from app.members import service
 from app.members.admin_rule import LastAdminError
-from app.models import AuditEvent, EmailToken, User
+from app.models import AuditEvent, EmailToken, OutboundEmail, User
 from tests.conftest import PASSWORD, sign_in
 from tests.support.servers import Inbox
+from tests.support.sso import idp, setup_sso, signed_in_email  # noqa: F401  (fixture)
 
 LINK = re.compile(r"http://localhost(/invitations/[\w-]+)")
 
@@ -31,6 +34,7 @@ def test_invitation_accepted_from_the_email(mail_app, smtp, client, admin, jobs)
     (message,) = smtp.inbox.to("New.Person@Acme.test")
     assert message["Subject"] == "Admin invited you to Acme on Gatehouse"
     assert message.get_body(preferencelist=("html",)) is not None
+    assert "choose a password" in Inbox.text(message) and "single sign-on" not in Inbox.text(message)
     path = LINK.search(Inbox.text(message)).group(1)
     client.post("/logout")
 
@@ -63,6 +67,96 @@ def test_invitations_can_be_resent_and_revoked(mail_app, smtp, client, admin, jo
     assert client.get(second).status_code == 404
     assert db.session.scalar(db.select(db.func.count()).select_from(EmailToken)) == 0
     assert "member.invitation_revoked" in _actions()
+
+
+def _words(html: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+def test_under_sso_an_address_sso_would_block_is_not_invited(mail_app, smtp, workspace, admin, idp, jobs):
+    """It could never sign in: the admin is told why and what to do, and nobody gets an email."""
+    harness = setup_sso(workspace, idp, domain="acme.test")
+    client = mail_app.test_client()
+    harness.sign_in(client, admin.email)
+    response = client.post("/settings/members/invite", data={"email": "con@outside.test", "role": "creator"})
+    assert response.status_code == 422
+    assert ("con@outside.test could not sign in: single sign-on is on, and outside.test is not one of this "
+            "workspace's authorized domains. Authorize outside.test under Settings → Security, or turn SSO off, "
+            "then invite them again.") in _words(response.get_data(as_text=True))
+    assert db.session.scalar(db.select(User).where(User.email_normalized == "con@outside.test")) is None
+    assert db.session.scalar(db.select(db.func.count()).select_from(OutboundEmail)) == 0
+    jobs()
+    assert len(smtp.inbox) == 0
+
+
+def test_under_sso_an_invitee_joins_through_sso_without_a_password(mail_app, smtp, workspace, admin, idp, jobs):
+    harness = setup_sso(workspace, idp, domain="acme.test")
+    admin_client = mail_app.test_client()
+    harness.sign_in(admin_client, admin.email)
+    assert admin_client.post("/settings/members/invite", data={"email": "newbie@acme.test", "role": "creator"}
+                             ).status_code == 303
+    jobs()
+    (message,) = smtp.inbox.to("newbie@acme.test")
+    assert "Acme uses single sign-on: you'll sign in with your company account" in Inbox.text(message)
+    path = LINK.search(Inbox.text(message)).group(1)
+
+    invitee = mail_app.test_client()
+    page = invitee.get(path).get_data(as_text=True)
+    assert "uses single sign-on: you sign in with your company account, so there is no password to choose" in \
+        _words(page)
+    assert 'type="password"' not in page
+    button = re.search(r'<a class="button primary" href="([^"]+)">Continue with single sign-on</a>', page).group(1)
+    assert button == harness.login_path
+    started = harness.start(invitee, button)
+    signed_in = harness.post(invitee, harness.response(started.request_id, "newbie@acme.test"), started.relay_state)
+    assert signed_in.status_code == 303 and signed_in_email(invitee) == "newbie@acme.test"
+    newbie = db.session.scalar(db.select(User).where(User.email_normalized == "newbie@acme.test"))
+    assert newbie.status == "active" and newbie.password_hash is None
+    assert "member.invitation_accepted" in _actions()
+    assert "You have already joined Acme." in _words(mail_app.test_client().get(path).get_data(as_text=True))
+
+
+def test_an_invitee_sso_now_blocks_is_told_why_and_chooses_no_password(mail_app, smtp, client, workspace, admin, idp,
+                                                                       jobs):
+    """Invited before SSO was turned on, on a domain it does not cover: the link explains instead."""
+    sign_in(client, admin.email)
+    client.post("/settings/members/invite", data={"email": "con@outside.test", "role": "creator"})
+    jobs()
+    path = LINK.search(Inbox.text(smtp.inbox[0])).group(1)
+    setup_sso(workspace, idp, domain="acme.test")
+    invitee = mail_app.test_client()
+    page = invitee.get(path).get_data(as_text=True)
+    assert ("Acme uses single sign-on, and outside.test is not one of its authorized domains, so you couldn't sign "
+            "in") in _words(page) and 'type="password"' not in page
+    response = invitee.post(path, data={"name": "Con", "password": "a-good-password", "confirm": "a-good-password"})
+    assert response.status_code == 409
+    con = db.session.scalar(db.select(User).where(User.email_normalized == "con@outside.test"))
+    assert con.status == "invited" and con.password_hash is None
+
+
+def test_a_dead_invitation_link_says_who_can_send_a_new_one(mail_app, smtp, client, admin, jobs):
+    """An invitee can't ask for a new invitation themself: no password-link button, but who to ask."""
+    sign_in(client, admin.email)
+    for email in ("late@acme.test", "revoked@acme.test"):
+        client.post("/settings/members/invite", data={"email": email, "role": "creator"})
+    jobs()
+    late, revoked = (LINK.search(Inbox.text(smtp.inbox.to(e)[0])).group(1) for e in ("late@acme.test",
+                                                                                        "revoked@acme.test"))
+    for token in db.session.scalars(db.select(EmailToken)):
+        token.expires_at = token.created_at - dt.timedelta(seconds=1)
+    db.session.commit()
+    invitee = db.session.scalar(db.select(User).where(User.email_normalized == "revoked@acme.test"))
+    client.post(f"/settings/members/{invitee.id}/revoke")
+    browser = mail_app.test_client()
+
+    expired = browser.get(late)
+    assert expired.status_code == 404
+    assert "Ask an admin of Acme to invite you again." in _words(expired.get_data(as_text=True))
+    assert "Get a new password link" not in expired.get_data(as_text=True)
+    gone = browser.get(revoked)  # the invitee's row went with the invitation: nothing names the workspace
+    assert gone.status_code == 404
+    assert "Ask an admin of the workspace that invited you to invite you again." in _words(gone.get_data(as_text=True))
+    assert "Get a new password link" not in gone.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("form,message", [

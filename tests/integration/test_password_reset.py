@@ -1,10 +1,14 @@
 import datetime as dt
 import re
+from html import unescape
+
+import pytest
 
 from app.extensions import db
 from app.models import EmailToken, User
 from tests.conftest import PASSWORD, sign_in
 from tests.support.servers import Inbox
+from tests.support.sso import idp, setup_sso  # noqa: F401  (fixture)
 
 LINK = re.compile(r"http://localhost(/password/reset/[\w-]+)")
 
@@ -63,3 +67,22 @@ def test_a_user_without_a_password_sets_one_through_reset(mail_app, smtp, client
     client.post(path, data={"password": "first-password", "confirm": "first-password"})
     assert db.session.get(User, user.id).password_hash
     sign_in(client, user.email, "first-password")
+
+
+@pytest.mark.parametrize("email,told", [
+    ("carol@acme.test", "your workspace requires single sign-on. Sign in with SSO."),
+    ("carol@elsewhere.example", "your workspace doesn't allow you to sign in. Contact an admin of your workspace."),
+])
+def test_after_a_reset_a_member_who_may_not_use_it_is_told_how_to_sign_in(mail_app, smtp, client, workspace,
+                                                                          make_user, idp, jobs, email, told):
+    """With SSO on, the new password is no way in: the page after the reset says what is."""
+    setup_sso(workspace, idp, domain="acme.test")
+    make_user(workspace, email)
+    client.post("/password/forgot", data={"email": email})
+    jobs()
+    done = client.post(LINK.search(Inbox.text(smtp.inbox[0])).group(1),
+                       data={"password": "new-password-1", "confirm": "new-password-1"})
+    assert done.status_code == 303 and done.headers["Location"] == "/login"
+    page = unescape(client.get("/login").get_data(as_text=True))
+    assert "Your password is set, but you can't sign in with it: " + told in page
+    assert "Sign in with it now" not in page

@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from tests.conftest import PASSWORD
+from tests.support.servers import Inbox
 
 
 def _fail(client, email, ip="10.0.0.1"):
@@ -39,6 +42,42 @@ def test_successful_sign_ins_do_not_count(app, client, admin):
         client.post("/logout")
 
 
+def test_a_password_reset_lifts_the_account_limit(mail_app, smtp, client, admin, jobs):
+    """The limit's message says to reset the password: the new one must then work at once."""
+    for _ in range(mail_app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
+        _fail(client, admin.email)
+    assert _fail(client, admin.email).status_code == 429
+    client.post("/password/forgot", data={"email": admin.email})
+    jobs()
+    path = re.search(r"http://localhost(/password/reset/[\w-]+)", Inbox.text(smtp.inbox.to(admin.email)[0])).group(1)
+    assert client.post(path, data={"password": "brand-new-pass-1", "confirm": "brand-new-pass-1"}).status_code == 303
+    signed_in = client.post("/login/password", data={"email": admin.email, "password": "brand-new-pass-1"},
+                            environ_base={"REMOTE_ADDR": "10.7.7.7"})
+    assert signed_in.status_code == 303 and signed_in.headers["Location"] == "/library"
+    assert client.get("/library").status_code == 200
+
+
+@pytest.mark.parametrize("app_config", [{"LOGIN_FAILURE_WINDOW": 300}], indirect=True)
+def test_the_limit_says_how_long_to_wait_as_configured(app, client, admin):
+    for _ in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
+        _fail(client, admin.email)
+    blocked = _fail(client, admin.email)
+    assert blocked.status_code == 429
+    assert "Wait 5 minutes, or reset your password." in blocked.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1"}], indirect=True)
+def test_redis_down_does_not_break_a_password_reset(client, admin):
+    from app.auth import tokens
+    from app.extensions import db
+    from app.models import TokenPurpose
+    secret = tokens.issue(admin, TokenPurpose.password_reset)
+    db.session.commit()
+    done = client.post(f"/password/reset/{secret}", data={"password": "brand-new-pass-1", "confirm": "brand-new-pass-1"})
+    assert done.status_code == 303
+    assert client.post("/login/password", data={"email": admin.email, "password": "brand-new-pass-1"}).status_code == 303
+
+
 @pytest.mark.parametrize("app_config", [{"RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1"}], indirect=True)
 def test_redis_down_does_not_break_sign_in(client, admin):
     assert _fail(client, admin.email).status_code == 422
@@ -62,6 +101,27 @@ def test_reset_links_are_limited_per_inbox_whoever_asks(client, admin):
     assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 5
     assert client.post("/password/forgot", data={"email": "other@acme.test"},
                        environ_base={"REMOTE_ADDR": "10.3.0.1"}).status_code == 200
+
+
+def test_an_office_behind_one_address_can_all_ask_for_reset_links(client, workspace, make_user):
+    """Onboarding day: a dozen new members behind one NAT set their first password."""
+    people = [make_user(workspace, f"new{n}@acme.test", password=None, source="scim") for n in range(12)]
+    statuses = [client.post("/password/forgot", data={"email": u.email},
+                            environ_base={"REMOTE_ADDR": "198.51.100.20"}).status_code for u in people]
+    assert statuses == [200] * 12
+
+
+@pytest.mark.parametrize("app_config", [{"PASSWORD_RESET_MAX_PER_IP": 3}], indirect=True)
+def test_reset_requests_per_client_address_are_limited_as_configured(client):
+    def ask(n):
+        return client.post("/password/forgot", data={"email": f"user{n}@acme.test"},
+                           environ_base={"REMOTE_ADDR": "198.51.100.20"})
+    assert [ask(n).status_code for n in range(3)] == [200, 200, 200]
+    refused = ask(3)
+    assert refused.status_code == 429 and "Too many reset requests. Try again in an hour." in refused.get_data(
+        as_text=True)
+    assert client.post("/password/forgot", data={"email": "user3@acme.test"},
+                       environ_base={"REMOTE_ADDR": "198.51.100.21"}).status_code == 200
 
 
 @pytest.mark.parametrize("app_config", [{"LOGIN_MAX_FAILURES_PER_IP": 2, "LOGIN_MAX_FAILURES_PER_ACCOUNT": 100,

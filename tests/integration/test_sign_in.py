@@ -1,6 +1,7 @@
 """Email-first sign-in, sessions and their limits."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -146,6 +147,15 @@ def test_same_email_in_two_workspaces_asks_which(client, make_workspace, make_us
     with client.session_transaction() as s:
         user = db.session.get(User, int(s["_user_id"].partition(":")[0]))
     assert user.workspace_id == second.id and first.id != second.id
+
+
+def test_the_workspace_choice_tells_workspaces_of_the_same_name_apart(client, make_workspace):
+    first = make_workspace("Acme", admin_email="pat@acme.test")
+    second = make_workspace("Acme", admin_email="pat@acme.test")
+    client.post("/login", data={"email": "pat@acme.test"})
+    client.post("/login/password", data={"email": "pat@acme.test", "password": PASSWORD})
+    options = re.findall(r"<option[^>]*>([^<]*)</option>", client.get("/login/workspace").get_data(as_text=True))
+    assert options == [f"Acme ({first.slug})", f"Acme ({second.slug})"] and first.slug != second.slug
 
 
 @pytest.mark.parametrize("meanwhile", ["sso_turned_on", "password_changed", "five_minutes_passed"])
