@@ -9,7 +9,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from app.htmx import wants_fragment
+from app.htmx import is_background_poll, wants_fragment
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,11 @@ def render_error(status: int, message: str | None = None, title: str | None = No
     template = "partials/_error.html" if wants_fragment() else "error.html"
     response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
-    if wants_fragment():
+    if wants_fragment() and is_background_poll() and status in (401, 403, 404):
+        # Refused now, refused on every poll: reload, so that the page itself says why (signed
+        # out, no longer an admin, gone) instead of the same message flashing every few seconds.
+        response.headers["HX-Refresh"] = "true"
+    elif wants_fragment():
         # htmx swaps error responses only where told to (see htmx-config); retarget to the flash area.
         response.headers["HX-Retarget"] = "#flash"
         response.headers["HX-Reswap"] = "innerHTML"

@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.extensions import db, login_manager
+from app.htmx import is_background_poll
 from app.models import User, utcnow
 from app.security import new_secret
 
@@ -123,6 +124,8 @@ def init_app(app: Flask) -> None:
             session["remember"] = True
         if _session_expired():
             end_session()
+            return
+        if is_background_poll():  # an open page polling is not someone using it: the idle clock runs on
             return
         now = int(time.time())
         if now - session.get("seen_at", 0) > 60:  # avoid rewriting the cookie on every request

@@ -43,6 +43,12 @@ def registrable_domain(name: str) -> str | None:
     return _psl.privatesuffix(name)
 
 
+def relative_to_zone(name: str, zone: str) -> str:
+    """A record's name as DNS providers' editors want it in `zone`, which they append:
+    _gatehouse-challenge.eu for _gatehouse-challenge.eu.acme.co.uk in acme.co.uk."""
+    return name.removesuffix("." + zone)
+
+
 def is_public_mailbox(name: str) -> bool:
     """gmail.com, yahoo.co.uk, a subdomain of either..."""
     exact, families = _public_mailbox_rules()

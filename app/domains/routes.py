@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.decorators import admin_required
 from app.domains import coverage, service
 from app.domains.forms import ActionForm, AddDomainForm, MethodForm
+from app.domains.names import relative_to_zone
 from app.errors import abort_with
 from app.extensions import db, limiter
 from app.htmx import render, wants_fragment
@@ -46,9 +47,15 @@ def row_context(domain: Domain) -> dict:
     stops_counting = domain.status == "failed" or (domain.is_verified and domain.record_missing_since is not None)
     members_on_it = coverage.members_only_on(domain) if stops_counting else []
     sso_on = coverage.sso_enforced(domain.workspace_id) if stops_counting else None
+    # Only an email row asks: a DNS row's check says so itself once it finds the record, while an
+    # email row would go on offering a Resend that is refused.
+    taken = service.verified_elsewhere(domain) if domain.method == "email" and domain.status == "pending" else None
     return {"domain": domain, "email_problem": email_problem, "email_sent_at": email_sent_at,
             "check_state": check_state, "members_on_it": members_on_it, "sso_on": sso_on,
-            "version": row_version(domain, email_problem, email_sent_at, check_state, len(members_on_it), sso_on),
+            "verified_elsewhere": taken,
+            "record_host": relative_to_zone(domain.record_name, domain.registrable),
+            "version": row_version(domain, email_problem, email_sent_at, check_state, len(members_on_it), sso_on,
+                                   taken),
             "inboxes": service.INBOXES}
 
 
@@ -81,8 +88,9 @@ def _back_to_list():
     return redirect(url_for(SECTION_URL) + "#domains", 303)
 
 
-def _row_response(domain: Domain, *, notice: str | None = None, error: str | None = None, status: int = 200):
-    response = make_response(render_template("domains/_row.html", notice=notice, error=error,
+def _row_response(domain: Domain, *, notice: str | None = None, error: str | None = None, status: int = 200,
+                  announce: bool = False):
+    response = make_response(render_template("domains/_row.html", notice=notice, error=error, announce=announce,
                                              **row_context(domain)), status)
     response.vary.add("HX-Request")
     return response
@@ -175,8 +183,9 @@ def row(domain_id: int):
     shown = request.args.get("shown", "")
     if shown == row_context(domain)["version"]:
         return "", 204  # nothing changed: the row (and any open form in it) stays as it is
-    response = _row_response(domain)
-    if shown and shown.partition(".")[0] != domain.status:
+    status_changed = bool(shown) and shown.partition(".")[0] != domain.status
+    response = _row_response(domain, announce=status_changed)
+    if status_changed:
         response.headers["HX-Trigger"] = "domains-changed"  # the members panel refreshes
     return response
 

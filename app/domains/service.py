@@ -112,6 +112,15 @@ def email_sent_at(domain: Domain) -> dt.datetime | None:
     return latest.sent_at if latest is not None and latest.status == "sent" else None
 
 
+def verified_elsewhere(domain: Domain) -> str | None:
+    """Why this workspace can no longer verify the domain, if another workspace has verified
+    it (or a parent or subdomain of it) since it was added here; the row says so too."""
+    if verification.conflicting_domain(domain.name, domain.workspace_id) is None:
+        return None
+    return (f"Another workspace has verified {domain.display_name} (or a parent or subdomain of it) since; it cannot "
+            "be verified here.")
+
+
 def _latest_email(domain: Domain) -> OutboundEmail | None:
     if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
         return None
@@ -228,6 +237,7 @@ def restart(domain: Domain, *, actor: User) -> None:
 def resend_email(domain: Domain, *, actor: User) -> None:
     if domain.method != DomainMethod.email.value or domain.status != DomainStatus.pending.value:
         raise DomainError(f"{domain.display_name} is not waiting for an email verification.")
+    _refuse_if_verified_elsewhere(domain)
     _send_verification_email(domain, _workspace(domain), actor)
 
 
@@ -355,11 +365,11 @@ def _method_phrase(domain: Domain) -> str:
 
 
 def _refuse_if_verified_elsewhere(domain: Domain) -> None:
-    """Restarting or switching a domain another workspace has verified since would only
-    start a round that cannot succeed (and email its inbox on this workspace's behalf)."""
-    if verification.conflicting_domain(domain.name, domain.workspace_id) is not None:
-        raise DomainError(f"Another workspace has verified {domain.display_name} (or a parent or subdomain of it) "
-                          "since; it cannot be verified here.")
+    """Restarting, switching or resending for a domain another workspace has verified since
+    would only run a round that cannot succeed (and email its inbox on this workspace's behalf)."""
+    reason = verified_elsewhere(domain)
+    if reason:
+        raise DomainError(reason)
 
 
 def _inbox(inbox: str | None) -> str:

@@ -17,6 +17,7 @@ from app.extensions import db
 from app.members.admin_rule import admins_who_can_sign_in, lock_admins
 from app.models import Domain, DomainMethod, DomainStatus
 from app.models.domains import OPERATOR
+from app.urls import external_url
 
 PENDING_FOR = dt.timedelta(days=7)
 PENDING_SCHEDULE_MINUTES = (1, 2, 5, 10, 30)  # then hourly, until PENDING_FOR has passed
@@ -148,7 +149,8 @@ def _reverify(domain: Domain, result: TxtLookup, *, now: dt.datetime) -> None:
                outcome=result.outcome.value)
         notify_admins(domain.workspace_id, f"Action needed: the DNS record for {domain.display_name} is missing",
                       "domain_record_missing", domain=domain, deadline=now + GRACE, detail=domain.last_detail,
-                      members=members_covered_only_by(domain), sso_on=sso_enforced(domain.workspace_id))
+                      members=members_covered_only_by(domain), sso_on=sso_enforced(domain.workspace_id),
+                      settings_url=_settings_url())
     if now - domain.record_missing_since < GRACE:
         domain.next_check_at = min(now + HOURLY, domain.record_missing_since + GRACE)
         return
@@ -188,7 +190,12 @@ def fail(domain: Domain, now: dt.datetime) -> None:
     end_sessions_of_newly_blocked(covered_only, domain.workspace_id, reason=f"{domain.display_name} failed")
     notify_admins(domain.workspace_id, f"{domain.display_name} is no longer verified", "domain_failed",
                   domain=domain, detail=domain.last_detail, members=covered_only,
-                  sso_on=sso_enforced(domain.workspace_id))
+                  sso_on=sso_enforced(domain.workspace_id), settings_url=_settings_url())
+
+
+def _settings_url() -> str:
+    """Where the emails send admins: the domains on Settings → Security (built without a request: jobs send them)."""
+    return external_url("settings.security") + "#domains"
 
 
 # --- what the sweep picks up ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 followed with a real client (no sign-in), and the admin's row changes."""
 import datetime as dt
 import re
+from html import unescape
 
 import pytest
 from sqlalchemy import func, select, update
@@ -32,7 +33,7 @@ def test_email_link_verifies_after_confirming(mail_app, smtp, admin_client, app,
     domain = add_by_email(admin_client)
     row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
     assert "Pending validation" in row and "Sending a verification link to <strong>hostmaster@acme.test" in row
-    poll = row.split('hx-get="', 1)[1].split('"', 1)[0]
+    poll = unescape(row.split('hx-get="', 1)[1].split('"', 1)[0])
     assert admin_client.get(poll, headers=FRAGMENT).status_code == 204
     jobs()  # the RQ job delivers the email
     assert admin_client.get(poll, headers=FRAGMENT).status_code == 200  # the open page learns it was sent
@@ -121,6 +122,54 @@ def test_link_refused_when_another_workspace_verified_first(mail_app, smtp, admi
     assert response.status_code == 409 and "another workspace has already verified it" in response.get_data(
         as_text=True)
     assert sorted(db.session.scalars(select(Domain.status))) == ["pending", "verified"]
+
+
+def test_resend_refused_once_another_workspace_verified_the_domain(mail_app, smtp, admin_client, make_workspace,
+                                                                   jobs):
+    """As Restart and Switch method are: its inbox is not mailed again on this workspace's behalf,
+    and the row says why instead of offering the button."""
+    from app.domains.service import add_domain
+    domain = add_by_email(admin_client, inbox="admin")
+    jobs()
+    age_emails()  # the once-a-minute limit is not what refuses
+    add_domain(make_workspace("Globex", admin_email="admin@globex.test"), "acme.test", verified=True)
+    db.session.commit()
+    why = "Another workspace has verified acme.test (or a parent or subdomain of it) since; it cannot be verified here."
+    row = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
+    assert why in row and "Resend email" not in row and "We emailed a verification link" not in row
+    response = admin_client.post(f"/settings/domains/{domain.id}/resend", headers=FRAGMENT)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and why in html and "Globex" not in html
+    jobs()
+    assert len(smtp.inbox.to("admin@acme.test")) == 1
+    assert db.session.scalar(select(func.count()).select_from(OutboundEmail).where(
+        OutboundEmail.to == "admin@acme.test")) == 1
+
+
+def test_record_missing_and_failed_emails_link_to_the_domains(mail_app, smtp, admin_client, dns_zone, jobs):
+    from app.domains import verification
+    from jobs.domains import sweep_domains
+
+    def check_now(**values):
+        db.session.execute(update(Domain).values(next_check_at=utcnow() - dt.timedelta(seconds=1), **values))
+        db.session.commit()
+        sweep_domains()
+        jobs()
+
+    admin_client.post("/settings/domains", data={"name": "acme.test", "method": "dns", "inbox": "admin"})
+    domain = db.session.scalar(select(Domain))
+    dns_zone.txt[domain.record_name] = [domain.record_value]
+    jobs()
+    dns_zone.txt.clear()
+    check_now()  # the record is gone: a warning
+    check_now(record_missing_since=utcnow() - verification.GRACE)  # still gone 3 days later: failed
+    warning, failure = smtp.inbox.to("admin@acme.test")
+    assert "Action needed" in warning["Subject"] and "is no longer verified" in failure["Subject"]
+    url = "http://localhost/settings/security#domains"
+    for message in (warning, failure):
+        assert url in smtp.inbox.text(message)
+        assert f'<a href="{url}">Settings → Security → Authorized domains</a>' in message.get_body(
+            preferencelist=("html",)).get_content()
 
 
 def test_smtp_failure_is_retried_and_shown_on_the_row(app, admin_client, jobs):

@@ -1,6 +1,7 @@
 """Settings → Security → Authorized domains, as an admin's browser (or htmx) sees it."""
 import datetime as dt
 import re
+from html import unescape
 
 import pytest
 from sqlalchemy import select, update
@@ -16,6 +17,10 @@ FRAGMENT = {"HX-Request": "true"}
 def domains():
     db.session.expire_all()
     return db.session.scalars(select(Domain).order_by(Domain.id)).all()
+
+
+def words(html: str) -> str:
+    return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
 def test_section_on_the_security_page(admin_client):
@@ -136,6 +141,72 @@ def test_outside_members_panel_fragment(admin_client, workspace, make_user):
     assert 'href="/settings/members?q=linus@freelance.test"' in html
 
 
+def test_outside_members_panel_offers_only_what_an_admin_can_do(admin_client, workspace, make_user):
+    """Gatehouse has no way to edit a member's email: the address changes at the IdP (SCIM brings it)."""
+    make_user(workspace, "linus@freelance.test")
+    text = words(admin_client.get("/settings/domains/outside-members", headers=FRAGMENT).get_data(as_text=True))
+    assert ("Verify their email domain above, or change their address at your identity provider (SCIM "
+            "provisioning brings the new address here); or deactivate them, or revoke their invitation, in member "
+            "management") in text
+    assert "change their email" not in text
+
+
+def added_row(client, name: str) -> str:
+    response = client.post("/settings/domains", data={"name": name, "method": "dns", "inbox": "admin"},
+                           headers=FRAGMENT)
+    assert response.status_code == 200
+    return words(response.get_data(as_text=True))
+
+
+def test_provider_hints_for_a_subdomain_name_the_registrable_zone(admin_client):
+    """Providers host eu.acme.co.uk's records in the acme.co.uk zone, and append the zone to the name."""
+    text = added_row(admin_client, "eu.acme.co.uk")
+    assert "Name _gatehouse-challenge.eu.acme.co.uk Copy" in text  # the full name, for the record's check
+    assert ("Cloudflare : acme.co.uk → DNS → Records → Add record, type TXT, name _gatehouse-challenge.eu "
+            "(Cloudflare adds the domain).") in text
+    assert ("Amazon Route 53 : Hosted zones → acme.co.uk → Create record, type TXT, record name "
+            "_gatehouse-challenge.eu , value in double quotes.") in text
+    assert "host _gatehouse-challenge.eu (without the domain; they add it)" in text
+    assert "in the zone acme.co.uk, record set name _gatehouse-challenge.eu , type TXT" in text
+    assert ("If eu.acme.co.uk has a DNS zone of its own (delegated from acme.co.uk), create the record there "
+            "instead, with the name _gatehouse-challenge .") in text
+    assert "Hosted zones → eu.acme.co.uk" not in text and "name _gatehouse-challenge (" not in text
+
+
+def test_provider_hints_for_a_registrable_domain(admin_client):
+    text = added_row(admin_client, "acme.co.uk")
+    assert "name _gatehouse-challenge (Cloudflare adds the domain)" in text
+    assert "Hosted zones → acme.co.uk → Create record, type TXT, record name _gatehouse-challenge ," in text
+    assert "host _gatehouse-challenge (without the domain; they add it)" in text
+    assert "delegated" not in text
+
+
+def accessible_names(html: str) -> list[str]:
+    """The buttons' and button-links' names as a screen reader reads them (visually hidden text included)."""
+    found = re.findall(r'<button[^>]*>(.*?)</button>|<a class="button[^"]*"[^>]*>(.*?)</a>|<summary[^>]*>(.*?)'
+                       r'</summary>', html, re.S)
+    return [words("".join(parts)) for parts in found]
+
+
+def test_row_buttons_name_the_domain_they_act_on(admin_client, workspace):
+    add_domain(workspace, "acme.test")
+    add_domain(workspace, "acme.org", "email", inbox="admin")
+    expired = add_domain(workspace, "acme.net")
+    expired.status = "expired"
+    db.session.commit()
+    html = admin_client.get("/settings/domains", headers=FRAGMENT).get_data(as_text=True)  # the list
+    assert ".visually-hidden {" in admin_client.get("/static/css/app.css").get_data(as_text=True)
+    names = accessible_names(html)
+    for name in ("Copy the TXT record name for acme.test", "Copy the TXT record value for acme.test",
+                 "acme.test: Re-check now", "acme.test: Remove…", "acme.test: Refresh",
+                 "acme.test: Switch method", "acme.test: Switch and restart",
+                 "acme.org: Resend email", "acme.org: Remove…", "acme.net: Restart verification"):
+        assert name in names
+    assert "Copy" not in names and "Re-check now" not in names and "Remove…" not in names  # none left unnamed
+    # Sighted admins still see "Copy": the rest is for screen readers.
+    assert 'Copy<span class="visually-hidden"> the TXT record name for acme.test</span></button>' in html
+
+
 # --- access -----------------------------------------------------------------------------------------
 
 ACTIONS = ["check", "resend", "restart", "method", "remove"]
@@ -145,7 +216,7 @@ def test_a_row_removed_elsewhere_disappears_from_an_open_page(admin_client, work
     domain = add_domain(workspace, "acme.test")
     db.session.commit()
     poll = admin_client.get(f"/settings/domains/{domain.id}", headers=FRAGMENT).get_data(as_text=True)
-    poll_url = poll.split('hx-get="', 1)[1].split('"', 1)[0]
+    poll_url = unescape(poll.split('hx-get="', 1)[1].split('"', 1)[0])
     admin_client.post(f"/settings/domains/{domain.id}/remove")
     response = admin_client.get(poll_url, headers=FRAGMENT)
     assert response.status_code == 200 and response.get_data(as_text=True) == ""  # outerHTML swap: row gone

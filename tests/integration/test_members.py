@@ -159,6 +159,7 @@ def test_delete_runs_to_the_end_and_pseudonymises(admin_client, admin, leaver, w
     progress_url = response.headers["Location"]
     page = admin_client.get(progress_url).get_data(as_text=True)
     assert "Waiting to start" in page and 'hx-trigger="every 1s"' in page
+    assert re.search(r'hx-get="/settings/members/deletions/\d+\?poll=1"', page)  # no activity of the admin
 
     jobs()
     fragment = admin_client.get(progress_url, headers={"HX-Request": "true"})

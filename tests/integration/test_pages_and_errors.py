@@ -45,6 +45,14 @@ def test_htmx_errors_are_fragments(client):
     assert response.headers["HX-Retarget"] == "#flash"
 
 
+def test_a_refused_poll_reloads_the_page(client):
+    """An element polling on its own (`poll=1`) would get the same refusal every few seconds:
+    htmx reloads the page instead, which then says what changed."""
+    response = client.get("/no/such/page?poll=1", headers={"HX-Request": "true"})
+    assert response.status_code == 404
+    assert response.headers["HX-Refresh"] == "true" and "HX-Retarget" not in response.headers
+
+
 def test_an_unexpected_error_is_a_500_page_not_a_traceback(app, client):
     app.config["PROPAGATE_EXCEPTIONS"] = False
 

@@ -161,6 +161,7 @@ def test_metadata_url_is_fetched_by_a_job_and_polled(admin_client, workspace, id
                                  headers={"HX-Request": "true"})
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "Fetching metadata" in html and 'hx-trigger="every 2s"' in html
+    assert 'hx-get="/settings/security/sso/section?poll=1"' in html  # the poll is no activity of the admin
     jobs()
     html = admin_client.get(f"{SSO}/section", headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "every 2s" not in html and idp.entity_id in html and "refreshed daily" in html

@@ -10,10 +10,11 @@
     event.preventDefault();
     var text = button.getAttribute("data-copy");
     var done = function () {
-      var label = button.textContent;
+      // The label's nodes, not its text: a visually hidden part says what the button copies.
+      var label = Array.prototype.slice.call(button.childNodes);
       button.textContent = "Copied";
       announce("Copied to the clipboard");
-      setTimeout(function () { button.textContent = label; }, 1500);
+      setTimeout(function () { button.replaceChildren.apply(button, label); }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done, function () { fallbackCopy(text); done(); });
