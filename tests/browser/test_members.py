@@ -41,8 +41,11 @@ def test_scim_managed_member_needs_the_override(live_server, page: Page):
     row.get_by_role("button", name="Deactivate").click()  # the browser refuses: the override is required
     expect(row.get_by_text("Active")).to_be_visible()
     row.get_by_label("Override the identity provider").check()
+    asked = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     row.get_by_role("button", name="Deactivate").click()
     expect(page.get_by_text("okta.user@acme.test is deactivated.")).to_be_visible()
+    assert len(asked) == 1 and asked[0].startswith("Deactivate ") and "signed out everywhere" in asked[0]
 
 
 def test_permanent_deletion_shows_live_progress(live_server, page: Page):

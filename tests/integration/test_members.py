@@ -52,6 +52,22 @@ def test_list_shows_source_and_groups(admin_client, workspace, make_user):
     assert "okta.user@acme.test" in html and "jit@acme.test" not in html
 
 
+def test_row_actions_name_their_member_and_destructive_ones_ask_first(admin_client, admin, workspace, make_user):
+    """A screen reader's list of buttons says whom each acts on; Deactivate and Revoke confirm."""
+    from html import unescape
+    from app.members.service import invite
+    ada = make_user(workspace, "ada@acme.test", name="Ada Lovelace")
+    invite(workspace, "newbie@acme.test", "creator", actor=admin)
+    db.session.commit()
+    html = unescape(admin_client.get("/settings/members").get_data(as_text=True))
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "Deactivate Ada Lovelace" in text
+    assert "Resend the invitation to newbie@acme.test" in text and "Revoke the invitation to newbie@acme.test" in text
+    row = re.search(r'<tr id="member-%d">.*?</tr>' % ada.id, html, re.S).group(0)
+    assert 'data-confirm="Deactivate Ada Lovelace? They are signed out everywhere at once' in row
+    assert 'data-confirm="Revoke the invitation to newbie@acme.test? Its link stops working."' in html
+
+
 @pytest.mark.parametrize("query", ["page=-5", "page=abc", "status=bogus&role=nope", "q=" + "%" * 300,
                                    "source=nope", "q=%5C%25_"])
 def test_bad_filters_never_fail(admin_client, query):
