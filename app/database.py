@@ -1,6 +1,7 @@
 """Engine tuning.
 
-SQLite runs in WAL mode with a busy timeout, so web, worker and cron can share it.
+SQLite runs in WAL mode with a busy timeout, so web, worker and cron can share it, and
+its lower() folds every letter, not only ASCII ones, as PostgreSQL's does.
 
 A server connection (PostgreSQL) can go stale in the pool: a database restart or
 failover, a terminated backend, an idle timeout on the way. SQLAlchemy's
@@ -68,7 +69,19 @@ def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _unicode_lower(value):
+    """SQL's lower() folding every letter, as PostgreSQL's does: SQLite's own folds ASCII only, so
+    a filter or a search for "ørjan" missed Ørjan. NULL stays NULL; a number or a blob is lowered
+    as the text SQLite makes of it."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return str(value).lower()
+
+
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")

@@ -7,7 +7,7 @@ import logging
 from rq import Retry
 
 from app.extensions import db, rq
-from app.mail import DeliveryError, build_message, deliver
+from app.mail import DeliveryError, build_message, deliver, describe_failure
 from app.models import OutboundEmail, utcnow
 from jobs.worker import app_job
 
@@ -30,7 +30,16 @@ def deliver_email(email_id: int) -> str:
         return "nothing to do"
     row.attempts += 1
     try:
-        deliver(build_message(row))
+        message = build_message(row)
+    except Exception as exc:  # noqa: BLE001 - the email package raises several kinds, the same on every try
+        # Built from the row alone, so it would fail again: failed now, with the reason, never retried.
+        log.error("mail %s cannot be built: %s", email_id, exc)
+        row.status, row.next_attempt_at = "failed", None
+        row.last_error = f"the message could not be built: {describe_failure(exc)}"
+        db.session.commit()
+        return "failed"
+    try:
+        deliver(message)
     except DeliveryError as exc:
         row.last_error = str(exc)
         row.status = "failed" if row.attempts > len(BACKOFF) else "queued"

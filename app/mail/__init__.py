@@ -10,6 +10,7 @@ instance/mail/ when it is unset.
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -26,6 +27,8 @@ from app.models import OutboundEmail
 
 log = logging.getLogger(__name__)
 _PENDING = "gatehouse_pending_mail"
+# What ends a header line, or has no place in one: control characters and Unicode line breaks.
+_NOT_IN_A_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def send(to: str, subject: str, template: str, *, workspace_id: int | None = None, topic: str | None = None,
@@ -40,11 +43,13 @@ def send(to: str, subject: str, template: str, *, workspace_id: int | None = Non
 
 
 def build_message(row: OutboundEmail) -> EmailMessage:
+    """The message to deliver. The subject is made one line (it names people and workspaces, and a
+    line break would make the message unbuildable); anything else that cannot be a header raises."""
     msg = EmailMessage()
     sender = current_app.config["MAIL_FROM"]
     msg["From"] = f"Gatehouse <{sender}>"
     msg["To"] = row.to
-    msg["Subject"] = row.subject
+    msg["Subject"] = _NOT_IN_A_HEADER.sub(" ", row.subject)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(idstring=f"outbound-{row.id}", domain=sender.rpartition("@")[2] or "localhost")
     msg.set_content(row.body_text or "")

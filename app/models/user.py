@@ -2,14 +2,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import secrets
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, Index, String, event, func, inspect
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, validates
 
 from app.models.base import Base, utcnow
 from app.models.workspace import Role, Workspace
+
+
+# A name is one line of text: it goes into mail subjects and pages. Line breaks and tabs
+# (str.splitlines' set) become a space, other control characters (C0, DEL, C1) go.
+_NAME_BREAKS = re.compile(r"[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+_NAME_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class UserStatus(str, enum.Enum):
@@ -65,6 +72,12 @@ class User(UserMixin, Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     workspace: Mapped[Workspace] = relationship(lazy="joined")
+
+    @validates("name", "given_name", "family_name")
+    def _one_line(self, key: str, value: str | None) -> str | None:
+        """Every way a name arrives (forms, SCIM, JIT sign-in) stores it without control characters:
+        one in a mail subject made that mail unbuildable."""
+        return _NAME_CONTROLS.sub("", _NAME_BREAKS.sub(" ", value)) if value else value
 
     @staticmethod
     def normalize_email(email: str) -> str:

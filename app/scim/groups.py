@@ -1,7 +1,7 @@
 """SCIM Groups: stored groups of workspace members (Okta's group push, Entra's groups)."""
 from __future__ import annotations
 
-from sqlalchemy import delete, exists, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select, update
 
 from app.audit.service import record
 from app.database import flush_or_raise
@@ -140,6 +140,13 @@ def _set_members(caller: Caller, group: Group, wanted: list[int], current: list[
                count=len(removing), user_ids=removing[:AUDITED_IDS])
     if adding or removing:
         group.updated_at = utcnow()
+
+
+def members_left(group_ids) -> None:
+    """Members left these groups (ids, or a query of them) without a request to the groups: a
+    user DELETE, a purge. Their members are part of the resource: a new meta.version and
+    lastModified, in one UPDATE."""
+    db.session.execute(update(Group).where(Group.id.in_(group_ids)).values(updated_at=utcnow()))
 
 
 def _ensure_unique_name(caller: Caller, name: str, group_id: int | None) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from app.extensions import db
-from app.models import GroupMember, ScimDetachedUser, ScimUserName
+from app.models import GroupMember, ScimDetachedUser
+from app.scim.groups import members_left
 from app.scim.requestlog import purge_user_entries
 
 
@@ -18,6 +19,7 @@ def group_memberships(workspace_id: int, user_id: int, batch_size: int) -> int:
                                    .limit(batch_size)).all()
     if not group_ids:
         return 0
+    members_left(group_ids)
     return db.session.execute(delete(GroupMember).where(GroupMember.user_id == user_id,
                                                         GroupMember.group_id.in_(group_ids))).rowcount
 
@@ -26,8 +28,3 @@ def detachment(workspace_id: int, user_id: int, batch_size: int) -> int:
     return db.session.execute(delete(ScimDetachedUser).where(ScimDetachedUser.workspace_id == workspace_id,
                                                              ScimDetachedUser.user_id == user_id)).rowcount
 
-
-def user_name(workspace_id: int, user_id: int, batch_size: int) -> int:
-    """A stored non-email userName is personal data too."""
-    return db.session.execute(delete(ScimUserName).where(ScimUserName.workspace_id == workspace_id,
-                                                         ScimUserName.user_id == user_id)).rowcount

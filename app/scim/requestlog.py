@@ -12,7 +12,7 @@ from app.audit.service import addresses_of
 from app.database import like_escape
 from app.deferred_inserts import insert_at_commit
 from app.extensions import db
-from app.models import ScimRequestLog, User, utcnow
+from app.models import ScimRequestLog, ScimUserName, User, utcnow
 
 KEEP_FOR = dt.timedelta(days=30)
 KEEP_PER_WORKSPACE = 5000
@@ -80,12 +80,16 @@ def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
     about_user = ScimRequestLog.user_id == user_id
     user = db.session.get(User, user_id)
     if user is not None and user.workspace_id == workspace_id:
-        # Requests that named them before they had an id here (a filter, a create) go too. The address
-        # is matched whole, as the quoted string it is in a body or a filter, so the entries of
-        # ada.lee@x (or lee@x.example) stay when lee@x is purged.
-        # Every address they have had: a request may predate an email change.
-        for address in sorted(addresses_of(workspace_id, user_id, user.email_normalized)):
-            pattern = '%"' + like_escape(address) + '"%'
+        # Requests that named them before they had an id here (a filter, a create) go too: by every
+        # address they have had (a request may predate an email change), by their SCIM userName (an
+        # Entra UPN; its row goes with the user, after the final pass) and by their externalId. Each is
+        # matched whole, as the quoted string it is in a body or a filter, so the entries of ada.lee@x
+        # (or lee@x.example) stay when lee@x is purged.
+        names = addresses_of(workspace_id, user_id, user.email_normalized)
+        stored = db.session.get(ScimUserName, user_id)
+        names |= {name.lower() for name in (user.external_id, stored and stored.user_name) if name}
+        for name in sorted(names):
+            pattern = '%"' + like_escape(name) + '"%'
             about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
                              func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
     ids = db.session.scalars(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id, about_user)

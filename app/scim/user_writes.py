@@ -18,6 +18,7 @@ from app.members import service as members
 from app.members.admin_rule import LastAdminError, ensure_admin_remains
 from app.models import GroupMember, ScimDetachedUser, ScimUserName, User, UserSource, UserStatus, utcnow
 from app.scim.errors import mutability, uniqueness
+from app.scim.groups import members_left
 from app.scim.patch import apply_patch, parse_operations
 from app.scim.resources import USER_SPEC, UserFields, body_to_document, user_document, user_fields
 from app.scim.schema import GATEHOUSE_USER
@@ -100,6 +101,14 @@ def _relink(caller: Caller, fields: UserFields, holders: list[Holder]) -> Found:
     record(caller.workspace_id, "scim.user_relinked", actor_label=caller.label, target=existing.user)
     if fields.active is None:
         fields.active = True
+    # The POST's role, or the default one as on a create: someone the IdP deleted and adds back
+    # must not come back an admin unasked. Set before _write reactivates them: the rule counts
+    # active admins only, so a deactivated member's demotion loses nobody.
+    fields.role = fields.role or caller.workspace.default_role
+    try:
+        members.change_role(existing.user, fields.role, actor=None, actor_label=caller.label)
+    except LastAdminError as exc:
+        raise mutability(str(exc)) from None
     _write(caller, existing.user, fields, existing.user_name)
     return Found(existing.user, fields.user_name, [])
 
@@ -138,23 +147,32 @@ def patch_user(caller: Caller, found: Found, body) -> Found:
 def delete_user(caller: Caller, user: User) -> None:
     """SCIM DELETE: deactivate and detach; the data stays for an admin to purge or a POST to re-link."""
     members.deactivate(user, actor=None, by_idp=True, actor_label=caller.label)
-    db.session.execute(delete(GroupMember).where(GroupMember.user_id == user.id,
-                                                 GroupMember.workspace_id == caller.workspace_id))
+    memberships = (GroupMember.user_id == user.id, GroupMember.workspace_id == caller.workspace_id)
+    members_left(select(GroupMember.group_id).where(*memberships))
+    db.session.execute(delete(GroupMember).where(*memberships))
     db.session.add(ScimDetachedUser(user_id=user.id, workspace_id=caller.workspace_id))
     record(caller.workspace_id, "scim.user_deleted", actor_label=caller.label, target=user)
 
 
 def _write_profile(user: User, fields: UserFields) -> list[str]:
+    """Compared as stored: the model cleans names (no control characters), so an IdP sending
+    a line break in one is not an update every time."""
     changed = []
     for attr, value in (("external_id", fields.external_id), ("given_name", fields.given_name),
                         ("family_name", fields.family_name), ("name", fields.display_name or "")):
-        if getattr(user, attr) != value:
-            setattr(user, attr, value)
+        old = getattr(user, attr)
+        setattr(user, attr, value)
+        if getattr(user, attr) != old:
             changed.append(attr)
     return changed
 
 
 def _write(caller: Caller, user: User, fields: UserFields, current_user_name: str | None) -> None:
+    if user.source != UserSource.scim.value:
+        # Invited, signed up or JIT-provisioned, then found by the IdP (filter on userName) and
+        # written to: the IdP manages them from now on (members.is_idp_managed).
+        record(caller.workspace_id, "scim.user_linked", actor_label=caller.label, target=user, source=user.source)
+        user.source = UserSource.scim.value
     moves = fields.email.lower() != user.email_normalized
     if moves or (fields.user_name or fields.email).lower() != (current_user_name or user.email).lower():
         taken = _holders(caller.workspace_id, fields, besides=user.id)

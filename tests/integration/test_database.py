@@ -284,3 +284,16 @@ def test_a_failed_write_inside_a_savepoint_leaves_the_transaction_usable(db_back
     record(workspace.id, "test.after_the_savepoint", actor=admin)
     db.session.commit()  # the savepoint took its failure with it
     assert audit_actions(workspace) == [*before, "test.before_the_savepoint", "test.after_the_savepoint"]
+
+
+@pytest.mark.postgres
+def test_lower_folds_every_letter_and_keeps_null(db_backend, admin_client, workspace, make_user):
+    """One lower() for the whole app: the members search finds Ørjan by "ørjan" on SQLite too."""
+    make_user(workspace, "orjan@acme.test", name="Ørjan Ærø")
+    make_user(workspace, "zoe@acme.test", name="ZOË Smith")
+    for q, found, not_found in (("ørjan", "orjan@acme.test", "zoe@acme.test"), ("ÆRØ", "orjan@acme.test", "zoe@"),
+                                ("zoë", "zoe@acme.test", "orjan@")):
+        page = admin_client.get("/settings/members", query_string={"q": q}).get_data(as_text=True)
+        assert found in page and not_found not in page, q
+    row = db.session.execute(text("SELECT lower('ÅSA Ørjan'), lower(NULL), lower(NULL) IS NULL")).one()
+    assert tuple(row) == ("åsa ørjan", None, True)

@@ -1,4 +1,5 @@
-"""Mail goes through the outbox and a real RQ job; failures are retried with backoff."""
+"""Mail goes through the outbox and a real RQ job; failures are retried with backoff, and a message
+that cannot be built fails at once, with its reason."""
 from __future__ import annotations
 
 from email import message_from_bytes, policy
@@ -89,3 +90,55 @@ def test_housekeeping_wipes_mail_that_gave_up_and_deletes_old_mail(app, workspac
     assert db.session.get(OutboundEmail, old_id) is None
     assert db.session.get(OutboundEmail, recent_id).body_text  # still queued: its job delivers it
     assert housekeeping()["failed_mail_wiped"] == 0  # nothing left to do the second time
+
+
+def test_a_line_break_in_a_name_reaches_neither_the_name_nor_the_subject(mail_app, smtp, client, admin, jobs):
+    """An admin types a line break into their name when joining; their invitations still go out."""
+    import re
+    from app.models import User
+    from tests.conftest import sign_in
+    sign_in(client, admin.email)
+    client.post("/settings/members/invite", data={"email": "new.admin@acme.test", "role": "admin"})
+    jobs()
+    (invitation,) = smtp.inbox.to("new.admin@acme.test")
+    link = re.search(r"http://localhost(/invitations/[\w-]+)", smtp.inbox.text(invitation)).group(1)
+    client.post("/logout")
+    joined = client.post(link, data={"name": "New\r\nAdmin", "password": "a-good-password",
+                                     "confirm": "a-good-password"})
+    assert joined.status_code == 303
+    assert db.session.scalar(db.select(User.name).where(User.email_normalized == "new.admin@acme.test")) == "New Admin"
+
+    invited = client.post("/settings/members/invite", data={"email": "bob@acme.test", "role": "creator"})
+    assert invited.status_code == 303
+    jobs()
+    (message,) = smtp.inbox.to("bob@acme.test")
+    assert message["Subject"] == "New Admin invited you to Acme on Gatehouse"
+    row = db.session.scalar(db.select(OutboundEmail).where(OutboundEmail.to == "bob@acme.test"))
+    assert row.status == "sent"
+
+
+def test_control_characters_in_a_subject_become_spaces(mail_app, smtp, workspace, jobs):
+    """Subjects name workspaces and people: whatever they hold, the message goes out on one line."""
+    row = mail.send("someone@acme.test", "Ada\r\nLovelace\x0b(Acme\u2028Labs) invited you", "admin_deactivated",
+                    workspace_id=workspace.id, workspace=workspace, user=type("U", (), {"email": "x@acme.test"})())
+    db.session.commit()
+    jobs()
+    (message,) = smtp.inbox.to("someone@acme.test")
+    assert message["Subject"] == "Ada Lovelace (Acme Labs) invited you"
+    db.session.refresh(row)
+    assert row.status == "sent"
+
+
+def test_a_message_that_cannot_be_built_fails_at_once_with_its_reason(mail_app, smtp, workspace, jobs):
+    import datetime as dt
+    row = _send("someone@acme.test\r\nBcc: everyone@acme.test")
+    jobs()
+    db.session.refresh(row)
+    assert row.status == "failed" and row.attempts == 1 and row.next_attempt_at is None
+    assert row.last_error == ("the message could not be built: ValueError: Header values may not contain linefeed "
+                              "or carriage return characters")
+    assert ScheduledJobRegistry("mail", connection=rq.connection).get_job_ids() == []  # no retry
+    assert len(smtp.inbox) == 0
+    row.created_at = row.created_at - dt.timedelta(hours=1)
+    db.session.commit()
+    assert housekeeping()["mail_requeued"] == 0  # and no endless re-queueing

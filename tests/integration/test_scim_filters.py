@@ -75,6 +75,18 @@ def test_user_filters(seeded, expression, expected):
     assert names(seeded, expression) == expected
 
 
+def test_letters_beyond_ascii_compare_without_case(db_backend, client, workspace):
+    """SQLite's own lower() folds ASCII only; the app's folds every letter, as PostgreSQL's does."""
+    scim = ScimClient(client, make_token(workspace))
+    body = user_body("orjan@acme.test", given="Ørjan", family="Ærø") | {"displayName": "Ærø Ørjan"}
+    assert scim.post("/Users", body).status_code == 201
+    scim.post("/Users", user_body("orvar@acme.test", given="Orvar", family="Aer"))
+    for expression in ('name.givenName eq "ørjan"', 'displayName sw "ær"', 'name.familyName eq "ÆRØ"',
+                       'displayName co "Ø ØR"', 'name.givenName ne "ØRJAN" and userName sw "o"'):
+        expected = ["Orvar"] if " ne " in expression else ["Ørjan"]
+        assert names(scim, expression) == expected, expression
+
+
 def test_id_and_meta_filters(seeded):
     bob = seeded.ids["Bob"]
     assert names(seeded, f'id eq "{bob}"') == ["Bob"]

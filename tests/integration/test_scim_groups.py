@@ -1,13 +1,16 @@
-"""SCIM Groups over HTTP: member items are validated, and one PATCH with many member
-operations on a large group applies them all (RFC 7644 §3.5.2.2/3)."""
+"""SCIM Groups over HTTP: member items are validated, one PATCH with many member
+operations on a large group applies them all (RFC 7644 §3.5.2.2/3), and a group's
+version moves whenever its members do."""
 from __future__ import annotations
+
+import datetime as dt
 
 import pytest
 from sqlalchemy import insert, select
 
 from app.extensions import db
 from app.models import GroupMember, User, utcnow
-from tests.integration.scim_helpers import assert_scim_error, scim  # noqa: F401 (fixture)
+from tests.integration.scim_helpers import assert_scim_error, scim, user_body  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("members", [[None], ["5"], [5], [[]], [{}], [{"value": None}], [{"display": "x"}], {}])
@@ -55,3 +58,50 @@ def test_a_thousand_member_operations_on_a_large_group(db_backend, scim, workspa
     assert stored == expected
     listed = scim.get(path).get_json(force=True)["members"]
     assert [m["value"] for m in listed] == [str(i) for i in sorted(expected)]
+
+
+def _version_and_members(scim, group_id: str) -> tuple[str, dt.datetime, list[str]]:
+    response = scim.get(f"/Groups/{group_id}")
+    body = response.get_json(force=True)
+    assert response.headers["ETag"] == body["meta"]["version"]
+    return (body["meta"]["version"], dt.datetime.fromisoformat(body["meta"]["lastModified"].replace("Z", "+00:00")),
+            [m["value"] for m in body["members"]])
+
+
+def _stale_if_match_is_412(scim, group_id: str, version: str) -> None:
+    rename = {"op": "replace", "path": "displayName", "value": "Renamed"}
+    assert_scim_error(scim.patch(f"/Groups/{group_id}", [rename], headers={"If-Match": version}), 412)
+    assert scim.get(f"/Groups/{group_id}").get_json(force=True)["displayName"] != "Renamed"
+
+
+@pytest.mark.postgres
+def test_a_member_deleted_by_the_idp_moves_the_version_of_their_groups(db_backend, scim):
+    leaver = scim.post("/Users", user_body("leaver@acme.test")).get_json(force=True)["id"]
+    stayer = scim.post("/Users", user_body("stayer@acme.test")).get_json(force=True)["id"]
+    groups = [scim.post("/Groups", {"displayName": name, "members": [{"value": leaver}, {"value": stayer}]}
+                        ).get_json(force=True)["id"] for name in ("Eng", "Ops")]
+    other = scim.post("/Groups", {"displayName": "Sales", "members": [{"value": stayer}]}).get_json(force=True)["id"]
+    before = {g: _version_and_members(scim, g) for g in groups + [other]}
+    assert scim.delete(f"/Users/{leaver}").status_code == 204
+    for group_id in groups:
+        version, last_modified, members = _version_and_members(scim, group_id)
+        assert members == [stayer]
+        assert version != before[group_id][0] and last_modified > before[group_id][1]
+        _stale_if_match_is_412(scim, group_id, before[group_id][0])
+    assert _version_and_members(scim, other) == before[other]  # not theirs: untouched
+
+
+@pytest.mark.postgres
+def test_a_purged_member_moves_the_version_of_their_groups(db_backend, scim, admin_client, jobs):
+    leaver = scim.post("/Users", user_body("leaver@acme.test")).get_json(force=True)["id"]
+    group_id = scim.post("/Groups", {"displayName": "Eng", "members": [{"value": leaver}]}).get_json(force=True)["id"]
+    # Deactivated (not deleted) by the IdP: still in the group until an admin deletes them permanently.
+    assert scim.patch(f"/Users/{leaver}", [{"op": "replace", "path": "active", "value": False}]).status_code == 200
+    version, last_modified, members = _version_and_members(scim, group_id)
+    assert members == [leaver]
+    assert admin_client.post(f"/settings/members/{leaver}/delete", data={"confirm": "y"}).status_code == 303
+    jobs()
+    assert db.session.get(User, int(leaver)) is None
+    after, after_modified, members = _version_and_members(scim, group_id)
+    assert members == [] and after != version and after_modified > last_modified
+    _stale_if_match_is_412(scim, group_id, version)

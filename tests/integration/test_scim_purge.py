@@ -2,11 +2,12 @@
 a batch at a time, idempotently; other users' traces stay."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.members.purge import purge_steps
-from app.models import GroupMember, ScimDetachedUser, ScimRequestLog
+from app.models import GroupMember, ScimDetachedUser, ScimRequestLog, User
 from tests.integration.scim_helpers import scim, user_body  # noqa: F401
 
 
@@ -27,7 +28,7 @@ def test_purge_steps_remove_scim_traces_in_batches(scim, workspace):
         scim.get(f"/Users/{leaver['id']}")
     leaver_id, stayer_id = int(leaver["id"]), int(stayer["id"])
     steps = purge_steps()
-    assert {"scim_request_log", "scim_group_memberships", "scim_detachment", "scim_user_name"} <= set(steps)
+    assert {"scim_request_log", "scim_group_memberships", "scim_detachment"} <= set(steps)
 
     assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 2  # a batch at most
     assert steps["scim_group_memberships"](workspace.id, leaver_id, 2) == 1
@@ -54,13 +55,21 @@ def test_purge_steps_remove_scim_traces_in_batches(scim, workspace):
     assert steps["scim_group_memberships"](workspace.id + 1000, stayer_id, 10) == 0
 
 
-def test_purge_removes_a_stored_user_name(scim, workspace):
+def test_purge_removes_a_stored_user_name_last(scim, workspace, admin_client, jobs):
+    """The stored userName outlives every step (the final pass finds log entries written meanwhile
+    by it) and goes with the user row."""
     from app.models import ScimUserName
     created = scim.post("/Users", user_body("named@acme.test") | {"userName": "named.one"}).get_json(force=True)
-    steps = purge_steps()
-    assert count(ScimUserName, user_id=int(created["id"])) == 1
-    assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 1
-    assert steps["scim_user_name"](workspace.id, int(created["id"]), 10) == 0
+    user_id = int(created["id"])
+    for step in purge_steps().values():
+        while step(workspace.id, user_id, 10):
+            pass
+    assert count(ScimUserName, user_id=user_id) == 1
+    scim.patch(f"/Users/{user_id}", [{"op": "replace", "path": "active", "value": False}])
+    assert admin_client.post(f"/settings/members/{user_id}/delete", data={"confirm": "y"}).status_code == 303
+    jobs()
+    db.session.expire_all()
+    assert db.session.get(User, user_id) is None and count(ScimUserName, user_id=user_id) == 0
 
 
 def test_log_purge_leaves_entries_naming_another_member_whose_address_contains_theirs(scim, workspace):
@@ -77,3 +86,26 @@ def test_log_purge_leaves_entries_naming_another_member_whose_address_contains_t
     assert not any('"lee@acme.test"' in entry for entry in remaining)
     assert len([e for e in remaining if "ada.lee@acme.test" in e]) == 2  # its POST and its filter
     assert len([e for e in remaining if "lee@acme.test.example" in e]) == 1
+
+
+@pytest.mark.postgres
+def test_deleting_a_member_removes_log_entries_naming_them_by_user_name_or_external_id(db_backend, scim, admin_client,
+                                                                                        jobs):
+    """Entra looks a user up by UPN (and Okta by externalId) before creating them: entries with no
+    user id, naming them only by what the IdP calls them."""
+    upn = "Ada.Lovelace@corp.onmicrosoft.com"
+    for lookup in (f'userName eq "{upn}"', 'externalId eq "Oid-Ada"', 'userName eq "ada.lovelace.example"'):
+        assert scim.get("/Users", query_string={"filter": lookup}).get_json(force=True)["totalResults"] == 0
+    ada = scim.post("/Users", user_body("ada@acme.test", external_id="Oid-Ada") | {"userName": upn}
+                    ).get_json(force=True)
+    scim.post("/Users", user_body("ada.lovelace@acme.test", external_id="Oid-Ada-2")
+              | {"userName": "ada.lovelace.example"})
+    assert scim.patch(f"/Users/{ada['id']}", [{"op": "replace", "path": "active", "value": False}]).status_code == 200
+    assert admin_client.post(f"/settings/members/{ada['id']}/delete", data={"confirm": "y"}).status_code == 303
+    jobs()
+    db.session.expire_all()
+    assert db.session.get(User, int(ada["id"])) is None
+    remaining = [f"{r.method} {r.path} {r.body}" for r in db.session.scalars(select(ScimRequestLog))]
+    assert not [e for e in remaining if "onmicrosoft" in e.lower() or '"oid-ada"' in e.lower()]
+    # Another member's entries stay: their lookup and their create.
+    assert len([e for e in remaining if "ada.lovelace.example" in e]) == 2

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEvent, User
 from tests.support.sso import idp  # noqa: F401  (fixture)
-from tests.integration.scim_helpers import (ROLE_EXT, SCIM, assert_scim_error, scim,  # noqa: F401
-                                            user_body)
+from tests.integration.scim_helpers import (ROLE_EXT, SCIM, ScimClient, assert_scim_error, make_token,  # noqa: F401
+                                            scim, user_body)
 
 
 def test_create_returns_201_location_etag_and_default_role(scim, workspace):
@@ -157,6 +157,70 @@ def test_delete_detaches_and_post_relinks(db_backend, scim):
     body = again.get_json(force=True)
     assert body["id"] == created["id"] and body["active"] is True and body["externalId"] == "okta-2"
     assert scim.get(f"/Users/{created['id']}").status_code == 200
+
+
+def test_a_relinking_post_without_a_role_gives_the_default_role(scim, workspace, admin):
+    """README: the re-link takes the POST's values, and a missing role is the default one. A PUT
+    without a role still leaves it as it is."""
+    boss = scim.post("/Users", user_body("boss@acme.test", role="admin")).get_json(force=True)
+    kept = scim.put(f"/Users/{boss['id']}", user_body("boss@acme.test"))
+    assert kept.status_code == 200 and kept.get_json(force=True)[ROLE_EXT]["role"] == "admin"
+    assert scim.delete(f"/Users/{boss['id']}").status_code == 204
+    again = scim.post("/Users", user_body("boss@acme.test"))
+    assert again.status_code == 201, again.get_data(as_text=True)
+    body = again.get_json(force=True)
+    assert body["id"] == boss["id"] and body[ROLE_EXT]["role"] == workspace.default_role == "creator_lite"
+    assert scim.get(f"/Users/{boss['id']}").get_json(force=True)[ROLE_EXT]["role"] == "creator_lite"
+    assert db.session.get(User, int(boss["id"])).role == "creator_lite"
+    change = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.role_changed",
+                                                        AuditEvent.target_id == boss["id"]))
+    assert change.details == {"old": "admin", "new": "creator_lite"} and change.actor_label == "SCIM: Okta"
+    # The workspace's last admin, deleted by the IdP and added back: demoted while still deactivated,
+    # so the last-admin rule has nobody to lose and the IdP is not refused.
+    assert scim.delete(f"/Users/{admin.id}").status_code == 204
+    again = scim.post("/Users", user_body(admin.email))
+    assert again.status_code == 201, again.get_data(as_text=True)
+    assert again.get_json(force=True)[ROLE_EXT]["role"] == "creator_lite" and again.get_json(force=True)["active"]
+
+
+@pytest.mark.parametrize("write", ["put", "patch"])
+def test_a_member_the_idp_links_and_writes_to_is_managed_by_it(app, admin_client, workspace, make_user, write):
+    """Okta's import: found by userName, then written. From then on the IdP decides whether they
+    are active, as for members it created."""
+    jit = make_user(workspace, "jit@acme.test", source="sso_jit")
+    okta = ScimClient(app.test_client(), make_token(workspace))
+    assert okta.get('/Users?filter=userName eq "jit@acme.test"').get_json(force=True)["totalResults"] == 1
+    response = (okta.put(f"/Users/{jit.id}", user_body("jit@acme.test", given="Jit", family="User")) if write == "put"
+                else okta.patch(f"/Users/{jit.id}", [{"op": "replace", "path": "name.givenName", "value": "Jit"}]))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    okta.patch(f"/Users/{jit.id}", [{"op": "replace", "path": "name.familyName", "value": "Again"}])
+
+    refused = admin_client.post(f"/settings/members/{jit.id}/deactivate", follow_redirects=True)
+    assert "managed by your identity provider" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(User, jit.id).status == "active"
+    admin_client.post(f"/settings/members/{jit.id}/deactivate", data={"override": "1"})
+    db.session.expire_all()
+    assert db.session.get(User, jit.id).status == "deactivated"
+    linked = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "scim.user_linked")).all()
+    assert [(e.target_id, e.details["source"], e.actor_label) for e in linked] == [
+        (str(jit.id), "sso_jit", "SCIM: Okta")]
+
+
+def test_names_keep_no_line_breaks_or_control_characters(scim):
+    body = user_body("crlf@acme.test", given="Ada\r\nMary", family="Love\tlace") | {
+        "displayName": "Ada\r\nLove\x07lace"}
+    created = scim.post("/Users", body)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    read = scim.get(f"/Users/{created.get_json(force=True)['id']}").get_json(force=True)
+    assert read["displayName"] == "Ada Lovelace"
+    assert (read["name"]["givenName"], read["name"]["familyName"]) == ("Ada Mary", "Love lace")
+    user = db.session.get(User, int(read["id"]))
+    assert (user.name, user.given_name, user.family_name) == ("Ada Lovelace", "Ada Mary", "Love lace")
+    # The IdP sending the same again changes nothing: no update event, the same ETag.
+    again = scim.put(f"/Users/{read['id']}", body)
+    assert again.headers["ETag"] == read["meta"]["version"]
+    assert not db.session.scalars(select(AuditEvent).where(AuditEvent.action == "scim.user_updated")).all()
 
 
 def test_attributes_and_excluded_attributes(scim):
