@@ -31,14 +31,23 @@ def enqueue_metadata_fetch(connection_pk: int) -> None:
 
 @app_job
 def fetch_connection_metadata(connection_pk: int) -> str:
-    """Fetch and apply one connection's metadata URL; the outcome is shown on the page."""
+    """Fetch and apply one connection's metadata URL; the outcome is shown on the page.
+
+    The fetch can take its 30 seconds, during which the admin may give another URL: what
+    arrives is applied only if the connection still names the URL it came from, read afresh
+    (and locked, on PostgreSQL) after the fetch, in the transaction that writes it."""
     conn = db.session.get(SsoConnection, connection_pk)
     if conn is None or not conn.metadata_url:
         return "nothing to do"
     url = conn.metadata_url
+    db.session.rollback()  # no transaction held open across the fetch
     try:
         xml = fetch_metadata(url, production=current_app.config["PRODUCTION"])
         config = parse_metadata(xml)
+        conn = db.session.get(SsoConnection, connection_pk, with_for_update=True, populate_existing=True)
+        if conn is None or conn.metadata_url != url:
+            db.session.rollback()
+            return "changed meanwhile"
         changes = apply_idp_config(conn, config, source="metadata", actor=None)  # may refuse the settings
     except Exception as exc:  # noqa: BLE001 - a MetadataError, or anything else (the job's time limit):
         # the page must leave "Fetching…" either way. metadata_fetched_at keeps the last delivery.

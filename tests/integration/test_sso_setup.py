@@ -266,6 +266,36 @@ def test_a_metadata_url_set_during_a_test_voids_that_test(app, admin_client, wor
     assert last_log(workspace.id).error_code == "metadata_not_fetched"
 
 
+def test_a_fetch_that_returns_after_the_url_changed_is_not_applied(app, admin_client, workspace, idp,  # noqa: F811
+                                                                   new_idp_metadata, jobs, monkeypatch):
+    """URL A's fetch finishes after the admin gave URL B: A's metadata must not land, nor mark B
+    as delivered (which would let B be tested and go live without ever having answered)."""
+    import jobs.sso as sso_jobs
+    h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})  # URL A
+    url_b = "http://127.0.0.1:1/never-answers"
+    fetch = sso_jobs.fetch_metadata
+
+    def slow_fetch(url, production):
+        xml = fetch(url, production=production)
+        if url == new_idp_metadata.url:  # meanwhile, in another request, the admin gives URL B
+            with app.test_request_context():
+                connections.set_metadata_url(workspace.id, url_b, actor=None)
+                db.session.commit()
+        return xml
+
+    monkeypatch.setattr(sso_jobs, "fetch_metadata", slow_fetch)
+    _, staged = live_and_staged()
+    assert sso_jobs.fetch_connection_metadata(staged.id) == "changed meanwhile"
+    _, staged = live_and_staged()
+    assert (staged.metadata_url, staged.metadata_status, staged.idp_entity_id) == (url_b, "pending", idp.entity_id)
+    assert staged.metadata_url_unproven
+    assert sso_jobs.fetch_connection_metadata(staged.id).startswith("failed")  # B's own fetch
+    response = admin_client.post(f"{SSO}/test")
+    assert response.status_code == 422 and "hasn't delivered" in unescape(response.get_data(as_text=True))
+
+
 def test_a_failed_refresh_of_a_url_that_delivered_before_leaves_it_testable(app, admin_client, workspace,
                                                                             new_idp_metadata, jobs):
     """Only a URL that never delivered blocks a test: an IdP down for a day keeps what it sent last."""
