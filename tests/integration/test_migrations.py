@@ -12,6 +12,12 @@ from app.extensions import db
 from app.models.base import render_migration_item
 
 
+def _head(app) -> str:
+    from pathlib import Path
+    from alembic.script import ScriptDirectory
+    return ScriptDirectory(str(Path(app.root_path).parent / "migrations")).get_current_head()
+
+
 def _fresh_url(backend, tmp_path, request):
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'migrated.db'}"
@@ -100,6 +106,40 @@ def test_rows_that_were_already_orphans_dont_stop_this_or_later_upgrades(tmp_pat
         upgrade()
         upgrade()  # nothing to do, and no failure either
         with db.engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "3b9e2c71d4a0"
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head(app)
             assert conn.execute(text("SELECT count(*) FROM recording")).scalar() == 1
+        db.engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_metadata_urls_that_never_delivered_forget_their_fetch_time(backend, tmp_path, redis_url, request):
+    """Before a41f0c9e7b52 a failed fetch stamped metadata_fetched_at too, which now means "delivered":
+    such rows forget it, unless the connection is on (its URL delivered what it runs on)."""
+    url = _fresh_url(backend, tmp_path, request)
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": redis_url, "SECRET_KEY": "x", "TESTING": True})
+    rows = [  # (id, staged, state, metadata_url, metadata_status)
+        (1, False, "on", "https://idp.example/a", "failed"),
+        (2, True, "draft", "https://idp.example/b", "failed"),
+        (3, False, "tested", "https://idp.example/c", "pending"),
+        (4, False, "tested", "https://idp.example/d", "ok"),
+        (5, False, "draft", None, None),
+    ]
+    with app.app_context():
+        upgrade(revision="3b9e2c71d4a0")
+        with db.engine.begin() as conn:
+            for workspace_id, (id_, staged, state, metadata_url, status) in enumerate(rows, start=1):
+                conn.execute(text("INSERT INTO workspace (id, name, slug, plan, default_role, created_at) "
+                                  "VALUES (:w, 'W', :slug, 'enterprise', 'creator', '2026-01-01')"),
+                             {"w": workspace_id, "slug": f"w{workspace_id}"})
+                conn.execute(text(
+                    "INSERT INTO sso_connection (id, workspace_id, connection_id, is_staged, idp_kind, state, "
+                    "jit_enabled, jit_role, created_at, updated_at, metadata_url, metadata_status, "
+                    "metadata_fetched_at) VALUES (:id, :w, :cid, :staged, 'okta', :state, false, 'creator', "
+                    "'2026-01-01', '2026-01-01', :url, :status, '2026-12-01')"),
+                    {"id": id_, "w": workspace_id, "cid": f"000{id_}-abcde0000", "staged": staged, "state": state,
+                     "url": metadata_url, "status": status})
+        upgrade()
+        with db.engine.connect() as conn:
+            fetched = dict(conn.execute(text("SELECT id, metadata_fetched_at FROM sso_connection")).all())
+        assert {id_ for id_, when in fetched.items() if when is None} == {2, 3}
         db.engine.dispose()
