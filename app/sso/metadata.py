@@ -144,27 +144,40 @@ def _resolve(host: str, port: int, *, allow_private: bool) -> str:
     return addresses[0]
 
 
+def _open_socket(ip: str, port: int, timeout: float, deadline: float) -> socket.socket:
+    """A TCP connection to the checked address, within the per-read timeout and what is left of
+    the fetch's deadline (the deadline's timer has no socket to shut while this runs)."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the fetch deadline passed")
+    sock = socket.create_connection((ip, port), min(timeout, remaining))
+    if time.monotonic() > deadline:  # connected as the deadline passed: its timer found nothing to cut
+        sock.close()
+        raise TimeoutError("the fetch deadline passed")
+    return sock
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to the address we checked, while TLS still verifies the host name."""
 
-    def __init__(self, host, ip, **kw):
+    def __init__(self, host, ip, deadline: float, **kw):
         super().__init__(host, **kw)
-        self._ip = ip
+        self._ip, self._deadline = ip, deadline
 
     def connect(self):
-        sock = socket.create_connection((self._ip, self.port), self.timeout)
+        sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
         # The handshake after `self.sock` is set, so the deadline can cut it short too.
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
         self.sock.do_handshake()
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, ip, **kw):
+    def __init__(self, host, ip, deadline: float, **kw):
         super().__init__(host, **kw)
-        self._ip = ip
+        self._ip, self._deadline = ip, deadline
 
     def connect(self):
-        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
 
 
 def _cut_at_deadline(conn) -> None:
@@ -197,10 +210,10 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
             raise MetadataError("The metadata URL (or a redirect from it) has an invalid port.") from exc
         ip = _resolve(parts.hostname, port, allow_private=not production)
         if parts.scheme == "https":
-            conn = _PinnedHTTPSConnection(parts.hostname, ip, port=port, timeout=FETCH_TIMEOUT,
+            conn = _PinnedHTTPSConnection(parts.hostname, ip, deadline, port=port, timeout=FETCH_TIMEOUT,
                                           context=ssl.create_default_context())
         else:
-            conn = _PinnedHTTPConnection(parts.hostname, ip, port=port, timeout=FETCH_TIMEOUT)
+            conn = _PinnedHTTPConnection(parts.hostname, ip, deadline, port=port, timeout=FETCH_TIMEOUT)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         # The per-read timeout can't stop a server sending a byte now and then; this can.
         watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _cut_at_deadline, args=(conn,))

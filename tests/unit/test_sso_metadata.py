@@ -150,7 +150,8 @@ def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch, sch
         conn, _ = listener.accept()
         conn.recv(65536)
         conn.sendall(first)
-        while not stop.is_set():
+        give_up = time.monotonic() + 5  # a fetch that ignores its deadline fails the test, never hangs it
+        while not stop.is_set() and time.monotonic() < give_up:
             try:
                 conn.sendall(drip)
             except OSError:
@@ -176,3 +177,42 @@ def test_an_unreachable_server_is_explained_in_plain_words():
         fetch_metadata(f"http://127.0.0.1:{free_port()}/md", production=False)  # nothing listens there
     assert str(caught.value) == ("Could not fetch the metadata from 127.0.0.1: the server refused the connection. "
                                  "Check the URL, or paste the metadata XML instead.")
+
+
+def test_the_deadline_holds_when_it_passes_during_the_connect(monkeypatch):
+    """The deadline's timer has no socket to shut while the TCP connect is under way: the connect
+    itself gets only what is left, so a server slow to accept, then dripping its headers, is cut."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))  # a full accept queue: the fetch's SYN waits
+    stop = threading.Event()
+
+    def serve():
+        time.sleep(0.3)
+        listener.accept()[0].close()  # room again: the fetch's retried SYN gets in about a second later
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        give_up = time.monotonic() + 5  # a fetch that ignores its deadline fails the test, never hangs it
+        while not stop.is_set() and time.monotonic() < give_up:
+            try:
+                conn.sendall(b"a")
+            except OSError:
+                break
+            time.sleep(0.05)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MetadataError, match="did not answer in time"):
+            fetch_metadata(f"http://127.0.0.1:{port}/md", production=False)
+    finally:
+        stop.set()
+        listener.close()
+        filler.close()
+    assert time.monotonic() - started < 2
