@@ -102,13 +102,9 @@ def _relink(caller: Caller, fields: UserFields, holders: list[Holder]) -> Found:
     if fields.active is None:
         fields.active = True
     # The POST's role, or the default one as on a create: someone the IdP deleted and adds back
-    # must not come back an admin unasked. Set before _write reactivates them: the rule counts
-    # active admins only, so a deactivated member's demotion loses nobody.
+    # must not come back an admin unasked. _write applies it once they are active again, so the
+    # last-admin rule judges what the re-link leaves (as for the same change by PATCH).
     fields.role = fields.role or caller.workspace.default_role
-    try:
-        members.change_role(existing.user, fields.role, actor=None, actor_label=caller.label)
-    except LastAdminError as exc:
-        raise mutability(str(exc)) from None
     _write(caller, existing.user, fields, existing.user_name)
     return Found(existing.user, fields.user_name, [])
 

@@ -175,12 +175,16 @@ def test_a_relinking_post_without_a_role_gives_the_default_role(scim, workspace,
     change = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "member.role_changed",
                                                         AuditEvent.target_id == boss["id"]))
     assert change.details == {"old": "admin", "new": "creator_lite"} and change.actor_label == "SCIM: Okta"
-    # The workspace's last admin, deleted by the IdP and added back: demoted while still deactivated,
-    # so the last-admin rule has nobody to lose and the IdP is not refused.
+    # The workspace's last admin, deleted by the IdP and added back without a role: active again as
+    # a non-admin would leave no admin who can sign in, so it is refused as the same PATCH is, and
+    # nothing of it is written; with the role, the re-link goes through.
     assert scim.delete(f"/Users/{admin.id}").status_code == 204
-    again = scim.post("/Users", user_body(admin.email))
+    assert_scim_error(scim.post("/Users", user_body(admin.email)), 400, "mutability")
+    db.session.expire_all()
+    assert (db.session.get(User, admin.id).status, db.session.get(User, admin.id).role) == ("deactivated", "admin")
+    again = scim.post("/Users", user_body(admin.email, role="admin"))
     assert again.status_code == 201, again.get_data(as_text=True)
-    assert again.get_json(force=True)[ROLE_EXT]["role"] == "creator_lite" and again.get_json(force=True)["active"]
+    assert again.get_json(force=True)[ROLE_EXT]["role"] == "admin" and again.get_json(force=True)["active"]
 
 
 @pytest.mark.parametrize("write", ["put", "patch"])
