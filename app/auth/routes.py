@@ -42,10 +42,19 @@ def _account_limit() -> str:
             f"{current_app.config['LOGIN_FAILURE_WINDOW']} second")
 
 
-def _too_many() -> str:
+def _wait() -> str:
     minutes = math.ceil(current_app.config["LOGIN_FAILURE_WINDOW"] / 60)
-    return (f"Too many failed sign-in attempts. Wait {minutes} minute{'' if minutes == 1 else 's'}, "
-            f"or reset your password.")
+    return f"{minutes} minute{'' if minutes == 1 else 's'}"
+
+
+def _too_many() -> str:
+    """The account's limit: a password reset lifts it (_forgive_failed_sign_ins)."""
+    return f"Too many failed sign-in attempts. Wait {_wait()}, or reset your password."
+
+
+def _too_many_here() -> str:
+    """The address's limit: colleagues behind one NAT share it, and no reset lifts it."""
+    return f"Too many failed sign-in attempts from your network. Wait {_wait()} and try again."
 
 
 def _forgive_failed_sign_ins(email: str) -> None:
@@ -74,7 +83,7 @@ def login():
 
 
 @bp.post("/login/password")
-@limiter.limit(_ip_limit, deduct_when=_failed, scope="login-ip", error_message=_too_many)
+@limiter.limit(_ip_limit, deduct_when=_failed, scope="login-ip", error_message=_too_many_here)
 # Shared: its counter is named "login-account" alone, so a password reset can clear it.
 @limiter.shared_limit(_account_limit, "login-account", key_func=_account_key, deduct_when=_failed,
                       error_message=_too_many)
