@@ -75,21 +75,30 @@ def prune(now: dt.datetime | None = None, keep: int = KEEP_PER_WORKSPACE) -> int
     return deleted
 
 
+# An attribute's value in a logged request (bodies are stored as compact JSON, lowered for the match):
+# in a resource or a path-less PATCH value, as a PATCH operation's path and value, in a filter (the
+# query is logged percent-decoded, with its spaces as sent: " " or "+", hence the one-character `_`).
+_AS_ATTRIBUTE = ('%"{0}":"{1}"%', '%"path":"{0}","value":"{1}"%', '%{0}_eq_"{1}"%')
+
+
 def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
     """Purge step: remove a deleted user's entries from the log, a batch at a time."""
     about_user = ScimRequestLog.user_id == user_id
     user = db.session.get(User, user_id)
     if user is not None and user.workspace_id == workspace_id:
         # Requests that named them before they had an id here (a filter, a create) go too: by every
-        # address they have had (a request may predate an email change), by their SCIM userName (an
-        # Entra UPN; its row goes with the user, after the final pass) and by their externalId. Each is
-        # matched whole, as the quoted string it is in a body or a filter, so the entries of ada.lee@x
-        # (or lee@x.example) stay when lee@x is purged.
-        names = addresses_of(workspace_id, user_id, user.email_normalized)
+        # address they have had (a request may predate an email change), matched whole, as the quoted
+        # string it is in a body or a filter, so the entries of ada.lee@x (or lee@x.example) stay when
+        # lee@x is purged; by their SCIM userName (an Entra UPN; its row goes with the user, after the
+        # final pass) and their externalId only where they stand as those attributes: an externalId
+        # such as "2" is also another member's id in a group's member list.
         stored = db.session.get(ScimUserName, user_id)
-        names |= {name.lower() for name in (user.external_id, stored and stored.user_name) if name}
-        for name in sorted(names):
-            pattern = '%"' + like_escape(name) + '"%'
+        patterns = ['%"' + like_escape(address) + '"%'
+                    for address in sorted(addresses_of(workspace_id, user_id, user.email_normalized))]
+        for attribute, value in (("externalid", user.external_id), ("username", stored and stored.user_name)):
+            if value:
+                patterns += [p.format(attribute, like_escape(value.lower())) for p in _AS_ATTRIBUTE]
+        for pattern in patterns:
             about_user = or_(about_user, func.lower(ScimRequestLog.path).like(pattern, escape="\\"),
                              func.lower(ScimRequestLog.body).like(pattern, escape="\\"))
     ids = db.session.scalars(select(ScimRequestLog.id).where(ScimRequestLog.workspace_id == workspace_id, about_user)

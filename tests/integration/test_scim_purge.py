@@ -109,3 +109,22 @@ def test_deleting_a_member_removes_log_entries_naming_them_by_user_name_or_exter
     assert not [e for e in remaining if "onmicrosoft" in e.lower() or '"oid-ada"' in e.lower()]
     # Another member's entries stay: their lookup and their create.
     assert len([e for e in remaining if "ada.lovelace.example" in e]) == 2
+
+
+def test_an_external_id_equal_to_another_members_id_purges_only_entries_about_them(scim, workspace):
+    """An externalId such as an employee number "2" is also member 2's id in a group's member list:
+    matched only where it stands as externalId (a body, a PATCH, a filter)."""
+    stayer = scim.post("/Users", user_body("stayer@acme.test")).get_json(force=True)
+    leaver = scim.post("/Users", user_body("leaver@acme.test", external_id=stayer["id"])).get_json(force=True)
+    group = scim.post("/Groups", {"displayName": "Eng", "members": []}).get_json(force=True)
+    scim.patch(f"/Groups/{group['id']}", [{"op": "add", "path": "members", "value": [{"value": stayer["id"]}]}])
+    scim.get("/Users", query_string={"filter": f'externalId eq "{stayer["id"]}"'})  # Okta's look-up of the leaver
+    db.session.commit()
+    group_patch = f"/scim/v2/Groups/{group['id']}"
+    assert count(ScimRequestLog, path=group_patch, method="PATCH") == 1
+    while purge_steps()["scim_request_log"](workspace.id, int(leaver["id"]), 100):
+        pass
+    db.session.commit()
+    assert count(ScimRequestLog, path=group_patch, method="PATCH") == 1  # the stayer's membership stays logged
+    remaining = " ".join(f"{r.path} {r.body}" for r in db.session.scalars(select(ScimRequestLog)))
+    assert "leaver@acme.test" not in remaining and f'externalId eq "{stayer["id"]}"' not in remaining
