@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from app import create_app
-from app.extensions import db, rq
+from app.extensions import db, limiter, rq
 from tests.support.servers import CleanupIfKilled, PostgresServer, SmtpServer
 from tests.support.dns import dns_server, dns_zone  # noqa: F401  (fixtures: a real DNS server whose answers tests change)
 
@@ -123,6 +123,10 @@ def app(request, tmp_path, redis_url, app_config, db_backend) -> Flask:
     if request.node.get_closest_marker("csrf"):
         config["WTF_CSRF_ENABLED"] = True
     app = create_app(config)
+    # Flask-Limiter's one Limiter keeps "storage dead" across apps: after a test run with Redis down,
+    # the next test would count in memory until a backend check (on a doubling timer) recovers, maybe
+    # between two of its requests, which then count in different places.
+    limiter._storage_dead = False
     with app.app_context():
         rq.connection.flushall()
         yield app
