@@ -133,6 +133,34 @@ def test_fetch_times_out(server, monkeypatch):
     assert time.monotonic() - started < 1.5
 
 
+def drip_to(conn, first: bytes, drip: bytes, stop: threading.Event) -> None:
+    """A server that answers `first`, then one `drip` every 50 ms: never silent for long."""
+    conn.recv(65536)
+    conn.sendall(first)
+    give_up = time.monotonic() + 5  # a fetch that ignores its deadline fails the test, never hangs it
+    while not stop.is_set() and time.monotonic() < give_up:
+        try:
+            conn.sendall(drip)
+        except OSError:
+            break
+        time.sleep(0.05)
+    conn.close()
+
+
+def assert_cut_at_the_deadline(monkeypatch, url: str, stop: threading.Event, *sockets) -> None:
+    """With a deadline of 0.5 s, the fetch of `url` is refused as too slow, well within 2 s."""
+    monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MetadataError, match="did not answer in time"):
+            fetch_metadata(url, production=False)
+    finally:
+        stop.set()
+        for sock in sockets:
+            sock.close()
+    assert time.monotonic() - started < 2
+
+
 @pytest.mark.parametrize("scheme, first, drip", [
     ("http", b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n\r\n", b"<"),  # the body
     ("http", b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a"),  # a header line that never ends
@@ -146,29 +174,8 @@ def test_fetch_has_an_overall_deadline_against_dripping_servers(monkeypatch, sch
     listener.listen(1)
     stop = threading.Event()
 
-    def serve():
-        conn, _ = listener.accept()
-        conn.recv(65536)
-        conn.sendall(first)
-        give_up = time.monotonic() + 5  # a fetch that ignores its deadline fails the test, never hangs it
-        while not stop.is_set() and time.monotonic() < give_up:
-            try:
-                conn.sendall(drip)
-            except OSError:
-                break
-            time.sleep(0.05)
-        conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
-    started = time.monotonic()
-    try:
-        with pytest.raises(MetadataError, match="did not answer in time"):
-            fetch_metadata(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/md", production=False)
-    finally:
-        stop.set()
-        listener.close()
-    assert time.monotonic() - started < 2
+    threading.Thread(target=lambda: drip_to(listener.accept()[0], first, drip, stop), daemon=True).start()
+    assert_cut_at_the_deadline(monkeypatch, f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/md", stop, listener)
 
 
 def test_an_unreachable_server_is_explained_in_plain_words():
@@ -193,26 +200,7 @@ def test_the_deadline_holds_when_it_passes_during_the_connect(monkeypatch):
     def serve():
         time.sleep(0.3)
         listener.accept()[0].close()  # room again: the fetch's retried SYN gets in about a second later
-        conn, _ = listener.accept()
-        conn.recv(65536)
-        conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-        give_up = time.monotonic() + 5  # a fetch that ignores its deadline fails the test, never hangs it
-        while not stop.is_set() and time.monotonic() < give_up:
-            try:
-                conn.sendall(b"a")
-            except OSError:
-                break
-            time.sleep(0.05)
-        conn.close()
+        drip_to(listener.accept()[0], b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", stop)
 
     threading.Thread(target=serve, daemon=True).start()
-    monkeypatch.setattr(metadata, "FETCH_DEADLINE", 0.5)
-    started = time.monotonic()
-    try:
-        with pytest.raises(MetadataError, match="did not answer in time"):
-            fetch_metadata(f"http://127.0.0.1:{port}/md", production=False)
-    finally:
-        stop.set()
-        listener.close()
-        filler.close()
-    assert time.monotonic() - started < 2
+    assert_cut_at_the_deadline(monkeypatch, f"http://127.0.0.1:{port}/md", stop, listener, filler)
