@@ -150,11 +150,15 @@ def _open_socket(ip: str, port: int, timeout: float, deadline: float) -> socket.
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError("the fetch deadline passed")
-    sock = socket.create_connection((ip, port), min(timeout, remaining))
-    if time.monotonic() > deadline:  # connected as the deadline passed: its timer found nothing to cut
-        sock.close()
+    return socket.create_connection((ip, port), min(timeout, remaining))
+
+
+def _still_in_time(conn) -> None:
+    """Once `conn.sock` is set, from where the deadline's timer can shut it: if the timer fired
+    before, it found nothing to shut, so the deadline is enforced here."""
+    if time.monotonic() > conn._deadline:
+        conn.sock.close()
         raise TimeoutError("the fetch deadline passed")
-    return sock
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
@@ -168,6 +172,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
         # The handshake after `self.sock` is set, so the deadline can cut it short too.
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+        _still_in_time(self)
         self.sock.do_handshake()
 
 
@@ -178,6 +183,7 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
     def connect(self):
         self.sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
+        _still_in_time(self)
 
 
 def _cut_at_deadline(conn) -> None:
