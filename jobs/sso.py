@@ -33,39 +33,47 @@ def enqueue_metadata_fetch(connection_pk: int) -> None:
 def fetch_connection_metadata(connection_pk: int) -> str:
     """Fetch and apply one connection's metadata URL; the outcome is shown on the page.
 
-    The fetch can take its 30 seconds, during which the admin may give another URL: what
-    arrives is applied only if the connection still names the URL it came from, read afresh
-    (and locked, on PostgreSQL) after the fetch, in the transaction that writes it."""
+    The fetch can take its 30 seconds, during which the admin may give another URL: the outcome
+    lands only if the connection still names the URL it came from. That check is the first write
+    of the transaction that records the outcome, so from it to the commit no request can change
+    the URL (PostgreSQL locks the row, SQLite the database); none is held open across the fetch."""
     conn = db.session.get(SsoConnection, connection_pk)
     if conn is None or not conn.metadata_url:
         return "nothing to do"
     url = conn.metadata_url
-    db.session.rollback()  # no transaction held open across the fetch
+    db.session.rollback()
     try:
         xml = fetch_metadata(url, production=current_app.config["PRODUCTION"])
         config = parse_metadata(xml)
-        conn = db.session.get(SsoConnection, connection_pk, with_for_update=True, populate_existing=True)
-        if conn is None or conn.metadata_url != url:
-            db.session.rollback()
+        if not _still_the_url(connection_pk, url, metadata_status="ok", metadata_error=None,
+                              metadata_fetched_at=utcnow(), metadata_xml=xml.decode("utf-8", "replace")):
             return "changed meanwhile"
+        conn = db.session.get(SsoConnection, connection_pk, populate_existing=True)
         changes = apply_idp_config(conn, config, source="metadata", actor=None)  # may refuse the settings
     except Exception as exc:  # noqa: BLE001 - a MetadataError, or anything else (the job's time limit):
         # the page must leave "Fetching…" either way. metadata_fetched_at keeps the last delivery.
         db.session.rollback()
         reason = str(exc) if isinstance(exc, MetadataError) else "The fetch stopped unexpectedly. Try again."
-        conn = db.session.get(SsoConnection, connection_pk)
-        if conn is None or conn.metadata_url != url:
+        if not _still_the_url(connection_pk, url, metadata_status="failed", metadata_error=reason[:500]):
             return "changed meanwhile"
-        conn.metadata_status, conn.metadata_error = "failed", reason[:500]
+        conn = db.session.get(SsoConnection, connection_pk, populate_existing=True)
         record(conn.workspace_id, "sso.metadata_fetch_failed", target=conn, url=url, error=reason[:300])
         db.session.commit()
         if not isinstance(exc, MetadataError):
             log.exception("metadata fetch of connection %s failed", connection_pk)
         return f"failed: {reason}"
-    conn.metadata_xml = xml.decode("utf-8", "replace")
-    conn.metadata_status, conn.metadata_error, conn.metadata_fetched_at = "ok", None, utcnow()
     db.session.commit()
     return f"ok, {len(changes)} change(s)"
+
+
+def _still_the_url(connection_pk: int, url: str, **outcome) -> bool:
+    """Record the fetch's outcome if the connection still names `url` (else roll back)."""
+    claimed = db.session.execute(update(SsoConnection).where(SsoConnection.id == connection_pk,
+                                                             SsoConnection.metadata_url == url).values(**outcome)
+                                 .execution_options(synchronize_session=False)).rowcount
+    if claimed != 1:
+        db.session.rollback()
+    return claimed == 1
 
 
 @app_job

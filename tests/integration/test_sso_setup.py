@@ -296,6 +296,38 @@ def test_a_fetch_that_returns_after_the_url_changed_is_not_applied(app, admin_cl
     assert response.status_code == 422 and "hasn't delivered" in unescape(response.get_data(as_text=True))
 
 
+@pytest.mark.postgres
+def test_a_url_given_while_a_fetch_records_its_outcome_waits_for_it(db_backend, app, admin_client, workspace,
+                                                                    idp, new_idp_metadata, monkeypatch):  # noqa: F811
+    """The admin gives URL B while A's outcome is being written: B's change waits for that commit
+    (the URL check is the first write), then lands; A's metadata never counts as B's."""
+    import jobs.sso as sso_jobs
+    from sqlalchemy import text
+    h = setup_sso(workspace, idp)
+    assert h.sign_in(admin_client, "admin@acme.test").status_code == 303
+    admin_client.post(f"{SSO}/metadata-url", data={"metadata_url": new_idp_metadata.url})  # URL A
+    _, staged = live_and_staged()
+    staged_id, url_b, engine = staged.id, "http://127.0.0.1:1/never-answers", db.engine
+    apply, admin = sso_jobs.apply_idp_config, []
+
+    def give_url_b():  # the admin's request, in its own thread and connection
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE sso_connection SET metadata_url = :url, metadata_status = 'pending', "
+                              "metadata_fetched_at = NULL WHERE id = :id"), {"url": url_b, "id": staged_id})
+
+    def apply_while_the_admin_gives_url_b(conn, config, **kw):
+        admin.append(threading.Thread(target=give_url_b))
+        admin[0].start()
+        admin[0].join(0.3)  # it waits for the job's commit
+        return apply(conn, config, **kw)
+
+    monkeypatch.setattr(sso_jobs, "apply_idp_config", apply_while_the_admin_gives_url_b)
+    assert sso_jobs.fetch_connection_metadata(staged_id).startswith("ok")
+    admin[0].join(10)
+    _, staged = live_and_staged()
+    assert (staged.metadata_url, staged.metadata_status) == (url_b, "pending") and staged.metadata_url_unproven
+
+
 def test_a_failed_refresh_of_a_url_that_delivered_before_leaves_it_testable(app, admin_client, workspace,
                                                                             new_idp_metadata, jobs):
     """Only a URL that never delivered blocks a test: an IdP down for a day keeps what it sent last."""
