@@ -76,9 +76,12 @@ def prune(now: dt.datetime | None = None, keep: int = KEEP_PER_WORKSPACE) -> int
 
 
 # An attribute's value in a logged request (bodies are stored as compact JSON, lowered for the match):
-# in a resource or a path-less PATCH value, as a PATCH operation's path and value, in a filter (the
-# query is logged percent-decoded, with its spaces as sent: " " or "+", hence the one-character `_`).
-_AS_ATTRIBUTE = ('%"{0}":"{1}"%', '%"path":"{0}","value":"{1}"%', '%{0}_eq_"{1}"%')
+# in a resource or a path-less PATCH value, as a PATCH operation's path and value, in a filter: in the
+# query (logged percent-decoded, with its spaces as sent: " " or "+", hence the one-character `_`) or
+# in a POST /.search body, where its quotes are escaped (`\\` is one backslash to LIKE).
+_AS_ATTRIBUTE = ('%"{0}":"{1}"%', '%"path":"{0}","value":"{1}"%', '%{0}_eq_"{1}"%', r'%{0}_eq_\\"{1}\\"%')
+# An address, quoted as a JSON or filter string, or inside a POST /.search filter.
+_AS_STRING = ('%"{0}"%', r'%\\"{0}\\"%')
 
 
 def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
@@ -93,8 +96,8 @@ def purge_user_entries(workspace_id: int, user_id: int, batch_size: int) -> int:
         # final pass) and their externalId only where they stand as those attributes: an externalId
         # such as "2" is also another member's id in a group's member list.
         stored = db.session.get(ScimUserName, user_id)
-        patterns = ['%"' + like_escape(address) + '"%'
-                    for address in sorted(addresses_of(workspace_id, user_id, user.email_normalized))]
+        patterns = [p.format(like_escape(address)) for address in
+                    sorted(addresses_of(workspace_id, user_id, user.email_normalized)) for p in _AS_STRING]
         for attribute, value in (("externalid", user.external_id), ("username", stored and stored.user_name)):
             if value:
                 patterns += [p.format(attribute, like_escape(value.lower())) for p in _AS_ATTRIBUTE]

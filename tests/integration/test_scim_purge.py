@@ -128,3 +128,21 @@ def test_an_external_id_equal_to_another_members_id_purges_only_entries_about_th
     assert count(ScimRequestLog, path=group_patch, method="PATCH") == 1  # the stayer's membership stays logged
     remaining = " ".join(f"{r.path} {r.body}" for r in db.session.scalars(select(ScimRequestLog)))
     assert "leaver@acme.test" not in remaining and f'externalId eq "{stayer["id"]}"' not in remaining
+
+
+def test_look_ups_by_post_search_are_purged_too(scim, workspace):
+    """POST /Users/.search carries its filter inside a JSON string, its quotes escaped."""
+    search = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+    for lookup in ('externalId eq "Oid-Leaver"', 'userName eq "leaver@acme.test"', 'userName eq "Leaver.UPN@corp.test"'):
+        found = scim.post("/Users/.search", {"schemas": [search], "filter": lookup})
+        assert found.status_code == 200 and found.get_json(force=True)["totalResults"] == 0
+    scim.post("/Users/.search", {"schemas": [search], "filter": 'externalId eq "Oid-Stayer"'})
+    leaver = scim.post("/Users", user_body("leaver@acme.test", external_id="Oid-Leaver")
+                       | {"userName": "Leaver.UPN@corp.test"}).get_json(force=True)
+    db.session.commit()
+    while purge_steps()["scim_request_log"](workspace.id, int(leaver["id"]), 100):
+        pass
+    db.session.commit()
+    remaining = [f"{r.path} {r.body}".lower() for r in db.session.scalars(select(ScimRequestLog))]
+    assert not [e for e in remaining if "oid-leaver" in e or "leaver@acme.test" in e or "leaver.upn" in e]
+    assert [e for e in remaining if "oid-stayer" in e]  # someone else's look-up stays
