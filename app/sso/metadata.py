@@ -25,6 +25,7 @@ MAX_METADATA_BYTES = 512 * 1024
 FETCH_TIMEOUT = 10  # seconds, for connecting and for each read
 FETCH_DEADLINE = 30  # seconds for the whole fetch, TLS, headers and body (a server dripping bytes can't hold a worker)
 MAX_REDIRECTS = 3
+TOO_SLOW = "The metadata URL did not answer in time."
 
 
 class MetadataError(ValueError):
@@ -144,46 +145,45 @@ def _resolve(host: str, port: int, *, allow_private: bool) -> str:
     return addresses[0]
 
 
-def _open_socket(ip: str, port: int, timeout: float, deadline: float) -> socket.socket:
-    """A TCP connection to the checked address, within the per-read timeout and what is left of
-    the fetch's deadline (the deadline's timer has no socket to shut while this runs)."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("the fetch deadline passed")
-    return socket.create_connection((ip, port), min(timeout, remaining))
+class _Pinned:
+    """Mixed into http.client's connections: connects to the address we checked (never a name
+    resolved again), within what is left of the fetch's deadline."""
 
-
-def _still_in_time(conn) -> None:
-    """Once `conn.sock` is set, from where the deadline's timer can shut it: if the timer fired
-    before, it found nothing to shut, so the deadline is enforced here."""
-    if time.monotonic() > conn._deadline:
-        conn.sock.close()
-        raise TimeoutError("the fetch deadline passed")
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """Connects to the address we checked, while TLS still verifies the host name."""
-
-    def __init__(self, host, ip, deadline: float, **kw):
+    def __init__(self, host, ip: str, deadline: float, **kw):
         super().__init__(host, **kw)
         self._ip, self._deadline = ip, deadline
 
+    def _open_socket(self) -> socket.socket:
+        """The TCP connection, within the per-read timeout and what is left of the deadline
+        (its timer has no socket to shut while this runs)."""
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the fetch deadline passed")
+        return socket.create_connection((self._ip, self.port), min(self.timeout, remaining))
+
+    def _still_in_time(self) -> None:
+        """Once `self.sock` is set, from where the deadline's timer can shut it: if the timer
+        fired before, it found nothing to shut, so the deadline is enforced here."""
+        if time.monotonic() > self._deadline:
+            self.sock.close()
+            raise TimeoutError("the fetch deadline passed")
+
+
+class _PinnedHTTPSConnection(_Pinned, http.client.HTTPSConnection):
+    """TLS still verifies the host name."""
+
     def connect(self):
-        sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
         # The handshake after `self.sock` is set, so the deadline can cut it short too.
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
-        _still_in_time(self)
+        self.sock = self._context.wrap_socket(self._open_socket(), server_hostname=self.host,
+                                              do_handshake_on_connect=False)
+        self._still_in_time()
         self.sock.do_handshake()
 
 
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, ip, deadline: float, **kw):
-        super().__init__(host, **kw)
-        self._ip, self._deadline = ip, deadline
-
+class _PinnedHTTPConnection(_Pinned, http.client.HTTPConnection):
     def connect(self):
-        self.sock = _open_socket(self._ip, self.port, self.timeout, self._deadline)
-        _still_in_time(self)
+        self.sock = self._open_socket()
+        self._still_in_time()
 
 
 def _cut_at_deadline(conn) -> None:
@@ -204,7 +204,7 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
     deadline = time.monotonic() + FETCH_DEADLINE
     for _ in range(MAX_REDIRECTS + 1):
         if time.monotonic() > deadline:
-            raise MetadataError("The metadata URL did not answer in time.")
+            raise MetadataError(TOO_SLOW)
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise MetadataError("The metadata URL must start with https://.")
@@ -240,7 +240,7 @@ def fetch_metadata(url: str, *, production: bool) -> bytes:
             return _read_body(response, deadline)
         except (OSError, http.client.HTTPException) as exc:
             if isinstance(exc, TimeoutError) or "timed out" in str(exc) or time.monotonic() > deadline:
-                raise MetadataError("The metadata URL did not answer in time.") from exc
+                raise MetadataError(TOO_SLOW) from exc
             if isinstance(exc, ssl.SSLError):
                 raise MetadataError(f"TLS failed for {parts.hostname}: {exc.__class__.__name__}.") from exc
             raise MetadataError(f"Could not fetch the metadata from {parts.hostname}: {_unreachable_because(exc)}. "
@@ -255,11 +255,11 @@ def _read_body(response, deadline: float) -> bytes:
     chunks, size = [], 0
     while True:
         if time.monotonic() > deadline:
-            raise MetadataError("The metadata URL did not answer in time.")
+            raise MetadataError(TOO_SLOW)
         chunk = response.read1(64 * 1024) if hasattr(response, "read1") else response.read(64 * 1024)
         if not chunk:
             if time.monotonic() > deadline:  # cut short by the deadline, not the end of the document
-                raise MetadataError("The metadata URL did not answer in time.")
+                raise MetadataError(TOO_SLOW)
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_METADATA_BYTES:

@@ -216,12 +216,12 @@ def test_the_deadline_holds_when_it_passes_just_as_the_connection_is_made(monkey
     stop = threading.Event()
     threading.Thread(target=lambda: drip_to(listener.accept()[0], b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a", stop),
                      daemon=True).start()
-    connect = metadata._open_socket
+    connect = metadata._Pinned._open_socket
 
-    def connected_as_the_deadline_passes(ip, port, timeout, deadline):
-        sock = connect(ip, port, timeout, deadline)
-        time.sleep(max(0.0, deadline - time.monotonic()) + 0.05)
+    def connected_as_the_deadline_passes(conn):
+        sock = connect(conn)
+        time.sleep(max(0.0, conn._deadline - time.monotonic()) + 0.05)
         return sock
 
-    monkeypatch.setattr(metadata, "_open_socket", connected_as_the_deadline_passes)
+    monkeypatch.setattr(metadata._Pinned, "_open_socket", connected_as_the_deadline_passes)
     assert_cut_at_the_deadline(monkeypatch, f"http://127.0.0.1:{listener.getsockname()[1]}/md", stop, listener)
