@@ -70,7 +70,8 @@ def add_floor_view(app) -> None:
     @app.post("/bench/floor/<cid>")
     def floor(cid: str):
         # The ACS's own statements: the stored request with its connection, and its deletion.
-        stored, conn = saml._redeem_relay_state(request.form["RelayState"])
+        redeemed = saml._redeem_relay_state(request.form["RelayState"], None)
+        stored, conn = redeemed.request, redeemed.connection
         data = saml.request_data(f"/sso/saml/{cid}/acs", post={"SAMLResponse": request.form["SAMLResponse"]})
         auth = OneLogin_Saml2_Auth(data, saml.saml_settings(conn))
         auth.process_response(request_id=stored.request_id)

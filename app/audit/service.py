@@ -7,7 +7,7 @@ from flask import has_request_context, request
 from sqlalchemy import Text, cast, func, or_, select, update
 
 from app.database import like_escape
-from app.deferred_inserts import insert_at_commit
+from app.deferred_writes import insert_at_commit
 from app.extensions import db
 from app.models import AuditEvent, User, utcnow
 
@@ -21,7 +21,7 @@ def record(workspace_id: int, action: str, *, actor: User | None = None, actor_l
     audit page filters on. The target is an object, or its type, id and label
     when the row is gone or not loaded (a purge pseudonymises events by target
     id, so pass it). The row is inserted when the transaction commits, with the
-    request's other bookkeeping rows (app/deferred_inserts.py): events are never
+    request's other bookkeeping rows (app/deferred_writes.py): events are never
     read back in the request that writes them, so neither the ORM's unit of work
     nor a round trip of their own is worth paying on every change.
     """

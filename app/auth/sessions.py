@@ -13,18 +13,13 @@ import time
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
-from sqlalchemy import bindparam, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.deferred_writes import update_at_commit
 from app.extensions import db, login_manager
 from app.htmx import is_background_poll
 from app.models import User, utcnow
 from app.security import new_secret
-
-
-_users = User.__table__
-_RECORD_SIGN_IN = update(_users).where(_users.c.id == bindparam("user_pk")).values(
-    last_login_at=bindparam("signed_in_at"))
 
 
 def start_session(user: User, *, method: str, remember: bool = False, not_after: dt.datetime | None = None) -> None:
@@ -42,12 +37,13 @@ def start_session(user: User, *, method: str, remember: bool = False, not_after:
         session["not_after"] = int(not_after.timestamp())
     if next_url:
         session["next"] = next_url
-    # One statement, not the ORM's load-and-flush: every sign-in runs it. The last sign-in
-    # is not part of the provisioned resource, so the member's SCIM version stays.
+    # Made with the commit (app/deferred_writes.py), not by the ORM's flush: every sign-in
+    # stamps it, and it is bookkeeping. The last sign-in is not part of the provisioned
+    # resource, so the member's SCIM version stays.
     signed_in_at = utcnow()
-    if user.id is None:  # a member created in this request: the statement's parameters need the id
+    if user.id is None:  # a member created in this request: the update needs the id
         db.session.flush()
-    db.session.execute(_RECORD_SIGN_IN, {"user_pk": user.id, "signed_in_at": signed_in_at})
+    update_at_commit(db.session, User.__table__, {"id": user.id}, {"last_login_at": signed_in_at})
     set_committed_value(user, "last_login_at", signed_in_at)
 
 

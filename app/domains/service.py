@@ -2,14 +2,14 @@
 these; these never commit and never read `request`.
 
 Public API used by the SSO area: `add_domain`, `verified_domain_covering`,
-`EMAIL_AUTHORIZED`, `workspace_id_for_email_domain` (and app.domains.coverage)."""
+`email_authorized`, `email_domains_of`, `workspace_id_for_email_domain` (and app.domains.coverage)."""
 from __future__ import annotations
 
 import datetime as dt
 import hmac
 import secrets
 
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import Exists, bindparam, exists, select
 
 from app import mail
 from app.audit.service import record
@@ -63,12 +63,14 @@ def verified_domain_covering(workspace_id: int, email_or_domain: str) -> Domain 
     return max(found, key=lambda d: len(d.name), default=None)
 
 
-# "A verified domain of the workspace covers the email", as SQL, for a caller that
-# reads the member in the same query (the SSO sign-in). Bind `workspace_id`, and
-# `email_domains` to email_domains_of(email). Built once: it runs on every sign-in.
-EMAIL_AUTHORIZED = exists().where(Domain.workspace_id == bindparam("workspace_id"),
-                                  Domain.name.in_(bindparam("email_domains", expanding=True)),
-                                  Domain.status == DomainStatus.verified.value)
+def email_authorized(workspace_id) -> Exists:
+    """"A verified domain of the workspace covers the email", as SQL, for a caller that
+    reads the member in the same query (the SSO sign-in). `workspace_id` is a column or
+    a bind parameter; bind `email_domains` to email_domains_of(email). Callers build
+    their statement once: it runs on every sign-in."""
+    return exists().where(Domain.workspace_id == workspace_id,
+                          Domain.name.in_(bindparam("email_domains", expanding=True)),
+                          Domain.status == DomainStatus.verified.value)
 
 
 def email_domains_of(email: str) -> list[str]:

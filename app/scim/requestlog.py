@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select
 
 from app.audit.service import addresses_of
 from app.database import like_escape
-from app.deferred_inserts import insert_at_commit
+from app.deferred_writes import insert_at_commit
 from app.extensions import db
 from app.models import ScimRequestLog, ScimUserName, User, utcnow
 
@@ -48,7 +48,7 @@ def _mask(value, depth: int = 0):
 
 def add_entry(workspace_id: int, method: str, path: str, status: int, duration_ms: int, body: bytes | None,
               user_id: int | None, client: str | None) -> None:
-    # Inserted at commit with the change's audit events, in one statement (app/deferred_inserts.py).
+    # Inserted at commit with the change's audit events, in one statement (app/deferred_writes.py).
     # NULs dropped: PostgreSQL cannot store them, and the entry is committed with the request's change.
     insert_at_commit(db.session, ScimRequestLog.__table__, {
         "workspace_id": workspace_id, "method": method[:10], "path": path.replace("\x00", "")[:500], "status": status,

@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import threading
+from functools import lru_cache
 from pathlib import Path
 
 import onelogin.saml2
@@ -40,18 +41,24 @@ def compiled_schema(name: str) -> etree.XMLSchema:
 
 def validate_schema(document) -> None:
     """The SAML protocol schema check, first, so a refusal can say which element is wrong
-    (python3-saml repeats it in strict mode and only says "invalid_xml")."""
+    (python3-saml's own check, in strict mode, only says "invalid_xml"). python3-saml then
+    skips its check of this very document (`_library_validate_xml`): once is enough."""
     schema = compiled_schema(PROTOCOL_XSD)
     if not schema.validate(document):
         first = schema.error_log.last_error
         raise SamlError(E.malformed, f"not a valid SAML 2.0 Response (schema): {first.message if first else ''}"[:300])
+    _compiled.valid_document = document
 
 
 def _library_validate_xml(xml, schema: str, debug: bool = False):
     """`OneLogin_Saml2_XML.validate_xml` with its contract (the parsed document,
     or "unloaded_xml" / "invalid_xml"), minus re-reading and compiling the XSD
     on every call: that compile was 2-3 ms of every sign-in, about half of
-    python3-saml's whole validation."""
+    python3-saml's whole validation. The document `validate_schema` has just
+    found valid (the same object, in this thread) is not validated again."""
+    if schema == PROTOCOL_XSD and xml is getattr(_compiled, "valid_document", None):
+        _compiled.valid_document = None
+        return xml
     try:
         xml = OneLogin_Saml2_XML.to_etree(xml)
     except Exception:  # noqa: BLE001 - the library's own contract: any parse failure is "unloaded_xml"
@@ -91,8 +98,8 @@ def install_library_caches(shipped: bool = False) -> None:
         setattr(OneLogin_Saml2_XML, name, staticmethod(function))
 
 
-def _first(root, xpath: str):
-    found = root.xpath(xpath, namespaces=NS)
+def _first(root, path: str):
+    found = _library_query(root, path)  # compiled once, as python3-saml's own (same prefixes)
     return found[0] if found else None
 
 
@@ -120,8 +127,8 @@ def summarize(document) -> dict:
         "destination": document.get("Destination"),
         "issue_instant": document.get("IssueInstant"),
         "assertion_id": attr("/samlp:Response/saml:Assertion", "ID"),
-        "audiences": [(n.text or "").strip() for n in document.xpath(
-            "/samlp:Response/saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience", namespaces=NS)],
+        "audiences": [(n.text or "").strip() for n in _library_query(
+            document, "/samlp:Response/saml:Assertion/saml:Conditions/saml:AudienceRestriction/saml:Audience")],
         "recipient": attr("/samlp:Response/saml:Assertion/saml:Subject/saml:SubjectConfirmation/"
                           "saml:SubjectConfirmationData", "Recipient"),
         "not_before": attr("/samlp:Response/saml:Assertion/saml:Conditions", "NotBefore"),
@@ -134,6 +141,7 @@ def summarize(document) -> dict:
     }
 
 
+@lru_cache(maxsize=256)  # a sign-in reads its NotOnOrAfter twice (the time window, the replay cache)
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None

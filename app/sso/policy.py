@@ -2,10 +2,10 @@
 /login sends an email (home realm discovery). Registered with app.auth."""
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, and_, bindparam, select
 
 from app.auth.policy import SignInMethod
-from app.domains.service import (EMAIL_AUTHORIZED, email_domains_of, verified_domain_covering,
+from app.domains.service import (email_authorized, email_domains_of, verified_domain_covering,
                                  workspace_id_for_email_domain)
 from app.extensions import db
 from app.models import SsoConnection, User
@@ -17,15 +17,29 @@ def domain_authorized(workspace_id: int, email: str) -> bool:
     return verified_domain_covering(workspace_id, email) is not None
 
 
-_AUTHORIZED_MEMBER = select(User).where(User.workspace_id == bindparam("workspace_id"),
-                                        User.email_normalized == bindparam("email"), EMAIL_AUTHORIZED)
+def _is_authorized_member(workspace_id) -> ColumnElement[bool]:
+    """The member with the email bound by `member_parameters`, only if their domain is
+    authorized for the workspace (`workspace_id`: a column or a bind parameter)."""
+    return and_(User.workspace_id == workspace_id, User.email_normalized == bindparam("email"),
+                email_authorized(workspace_id))
+
+
+_AUTHORIZED_MEMBER = select(User).where(_is_authorized_member(bindparam("workspace_id")))
+# The same rule, for the SSO sign-in's first read, which joins the member to the connection
+# it has just found (app.sso.saml): one round trip fewer on every sign-in.
+IS_AUTHORIZED_MEMBER_OF_CONNECTION = _is_authorized_member(SsoConnection.workspace_id)
+
+
+def member_parameters(email: str | None) -> dict:
+    """The parameters of both statements; an email of None matches nobody."""
+    return {"email": User.normalize_email(email) if email else None,
+            "email_domains": email_domains_of(email) if email else []}
 
 
 def authorized_member(workspace_id: int, email: str) -> User | None:
     """The member with this email, only if their domain is authorized: one query
     for the common case of an SSO sign-in (None says neither which part failed)."""
-    return db.session.scalar(_AUTHORIZED_MEMBER, {"workspace_id": workspace_id, "email": User.normalize_email(email),
-                                                  "email_domains": email_domains_of(email)})
+    return db.session.scalar(_AUTHORIZED_MEMBER, {"workspace_id": workspace_id, **member_parameters(email)})
 
 
 def enforced_connection(workspace_id: int) -> SsoConnection | None:

@@ -36,13 +36,15 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_ValidationError as ValidationError
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import lazyload
 
+from app.emails import InvalidEmail, normalize_address
 from app.extensions import db
 from app.models import SamlReplay, SamlRequest, SsoConnection, User, utcnow
 from app.security import hash_secret, new_secret
-from app.sso import checks
+from app.sso import checks, policy
 from app.sso.errors import SamlError, SamlErrorCode as E
 
 EMAIL_FORMAT = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
@@ -181,6 +183,14 @@ def start_login(conn: SsoConnection, *, is_test: bool = False, next_url: str | N
 
 # --- the assertion consumer service -----------------------------------------------------------
 
+@dataclass(frozen=True)
+class Member:
+    """The authorized member with `email` (None: nobody), as read with the stored request."""
+
+    email: str
+    user: User | None
+
+
 @dataclass
 class Assertion:
     """What a valid response told us."""
@@ -193,6 +203,7 @@ class Assertion:
     assertion_id: str
     session_not_on_or_after: dt.datetime | None
     summary: dict = field(default_factory=dict)
+    claimed_member: Member | None = None  # read with the request (app.sso.signin decides if it applies)
 
 
 def _parse(saml_response: str | None) -> OneLogin_Saml2_Response:
@@ -213,25 +224,52 @@ def _parse(saml_response: str | None) -> OneLogin_Saml2_Response:
 
 # The statements every sign-in runs are built once: for a one-row statement, building it
 # and its cache key costs about as much Python as running it (profiled on the ACS).
-_REQUEST_AND_CONNECTION = (select(SamlRequest, SsoConnection)
-                           .join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
-                           .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))
+_REQUEST_CONNECTION_AND_MEMBER = (
+    select(SamlRequest, SsoConnection, User)
+    .join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
+    .outerjoin(User, policy.IS_AUTHORIZED_MEMBER_OF_CONNECTION)
+    .options(lazyload(User.workspace))  # a sign-in never reads it: no join for it
+    .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))
 _CONSUME_REQUEST = delete(SamlRequest).where(SamlRequest.id == bindparam("request_pk"))
 _REMEMBER_ASSERTION = insert(SamlReplay.__table__)
+# Both in one statement (PostgreSQL): the replay-cache row, and the request deleted in a WITH,
+# returning how many requests that deleted (0: another POST consumed it meanwhile).
+_consumed = (delete(SamlRequest.__table__).where(SamlRequest.__table__.c.id == bindparam("request_pk"))
+             .returning(SamlRequest.__table__.c.id).cte("consumed"))
+_REMEMBER_AND_CONSUME = (insert(SamlReplay.__table__).add_cte(_consumed)
+                         .returning(select(func.count()).select_from(_consumed).scalar_subquery()))
 
 
-def _redeem_relay_state(relay_state: str | None) -> tuple[SamlRequest | None, SsoConnection | None]:
-    """The stored request and its connection, in one query."""
+@dataclass
+class _Redeemed:
+    request: SamlRequest
+    connection: SsoConnection
+    member: Member | None  # None: the NameID as posted is no email, so nobody was looked up
+
+
+def _redeem_relay_state(relay_state: str | None, claimed_email: str | None) -> _Redeemed | None:
+    """The stored request and its connection, in one query; and, in the same query, the
+    member the response claims to be (`claimed_email`, from the NameID before validation).
+    A valid response names that member nearly always: their own look-up would be another
+    round trip on every sign-in. Nothing is decided on it before validation."""
     if not relay_state or len(relay_state) > 200:
-        return None, None
-    row = db.session.execute(_REQUEST_AND_CONNECTION, {"relay_state_hash": hash_secret(relay_state)}).first()
+        return None
+    row = db.session.execute(_REQUEST_CONNECTION_AND_MEMBER, {"relay_state_hash": hash_secret(relay_state),
+                                                              **policy.member_parameters(claimed_email)}).first()
     if row is None:
-        return None, None
+        return None
     # Only read from here on, and deleted by a statement: detached, its loaded values outlive a
     # rollback (the replay refusal's), even once a concurrent POST of the same response has
     # consumed the row, where reloading it would fail.
     db.session.expunge(row[0])
-    return row[0], row[1]
+    return _Redeemed(row[0], row[1], Member(claimed_email, row[2]) if claimed_email else None)
+
+
+def _claimed_email(nameid: str | None) -> str | None:
+    try:
+        return normalize_address(nameid) if nameid else None
+    except InvalidEmail:
+        return None
 
 
 def consume_response(connection_id: str, saml_response: str | None, relay_state: str | None,
@@ -242,12 +280,13 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
     the session (or the refusal's log row) in one transaction."""
     response = _parse(saml_response)
     summary = checks.summarize(response.document)
-    req, conn = _redeem_relay_state(relay_state)
-    if req is None:
+    redeemed = _redeem_relay_state(relay_state, _claimed_email(summary["nameid"]))
+    if redeemed is None:
         if not summary["in_response_to"]:
             raise SamlError(E.unsolicited, "no InResponseTo and no known RelayState")
         raise SamlError(E.request_unknown, "RelayState unknown, expired or already used",
                         {"received": summary["in_response_to"]})
+    req, conn = redeemed.request, redeemed.connection
     if conn.connection_id != connection_id:  # logged for the workspace whose sign-in it was
         raise SamlError(E.wrong_connection, "posted to another connection's ACS",
                         {"expected": conn.connection_id, "received": connection_id}, connection=conn, request=req)
@@ -285,9 +324,7 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
             session_limit = response.get_session_not_on_or_after()
         except Exception as exc:  # noqa: BLE001
             raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        _remember_assertion(conn, assertion_id, summary)
-        if not _consume(req):  # a concurrent POST consumed it first
-            raise SamlError(E.request_unknown, "the request was consumed concurrently")
+        _use_once(req, conn, assertion_id, summary)
     except SamlError as err:
         err.connection, err.request = conn, req
         raise
@@ -296,7 +333,7 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         nameid_format=nameid_data.get("Format"), attributes=attributes, assertion_id=assertion_id,
         session_not_on_or_after=(dt.datetime.fromtimestamp(session_limit, dt.timezone.utc)
                                  if session_limit else None),
-        summary=summary)
+        summary=summary, claimed_member=redeemed.member)
 
 
 def _consume(req: SamlRequest) -> bool:
@@ -305,20 +342,30 @@ def _consume(req: SamlRequest) -> bool:
                               execution_options={"synchronize_session": False}).rowcount == 1
 
 
-def _remember_assertion(conn: SsoConnection, assertion_id: str, summary: dict) -> None:
-    """Replay cache: the unique index refuses a second use, even concurrently."""
+def _use_once(req: SamlRequest, conn: SsoConnection, assertion_id: str, summary: dict) -> None:
+    """Remember the assertion in the replay cache and consume the request, or neither.
+
+    The replay cache's unique index decides, at its insert: no look-up first that a
+    concurrent POST could slip past (on PostgreSQL the second waits for the first to
+    commit). Then the request is deleted; if a concurrent POST of another response
+    consumed it first, this one is refused. PostgreSQL does both in one statement (one
+    round trip on every sign-in); SQLite, which allows no DELETE inside a WITH, in two."""
     limits = [t for t in (checks.parse_time(summary["not_on_or_after"]),
                           checks.parse_time(summary["scd_not_on_or_after"])) if t]
-    expires = (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
-    issuer = (summary["issuer"] or conn.idp_entity_id or "")[:1024]
-    # The unique index decides, at this insert: no look-up first that a concurrent
-    # post could slip past (on PostgreSQL the second waits for the first to commit).
+    row = {"workspace_id": conn.workspace_id, "issuer": (summary["issuer"] or conn.idp_entity_id or "")[:1024],
+           "assertion_id": assertion_id[:256],
+           "expires_at": (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())}
     try:
-        db.session.execute(_REMEMBER_ASSERTION, {"workspace_id": conn.workspace_id, "issuer": issuer,
-                                                 "assertion_id": assertion_id[:256], "expires_at": expires})
+        if db.session.get_bind().dialect.name == "postgresql":
+            consumed = db.session.execute(_REMEMBER_AND_CONSUME, {**row, "request_pk": req.id}).scalar_one() == 1
+        else:
+            db.session.execute(_REMEMBER_ASSERTION, row)
+            consumed = _consume(req)
     except IntegrityError as exc:
         db.session.rollback()
         raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
+    if not consumed:
+        raise SamlError(E.request_unknown, "the request was consumed concurrently")
 
 
 def purge_expired() -> int:

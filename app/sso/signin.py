@@ -8,7 +8,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from app.audit.service import record
-from app.deferred_inserts import insert_at_commit
+from app.deferred_writes import insert_at_commit
 from app.emails import InvalidEmail, normalize_address
 from app.extensions import db
 from app.scoping import scoped
@@ -69,7 +69,11 @@ def resolve_user(assertion: Assertion, *, dry_run: bool) -> SignInResult:
         raise SamlError(E.nameid_not_email, f"NameID {assertion.nameid[:100]!r} is not an email",
                         {"expected": "an email address", "received": assertion.nameid[:254]},
                         email=assertion.nameid[:254]) from exc
-    user = authorized_member(conn.workspace_id, email)
+    claimed = assertion.claimed_member
+    # The member read with the request, if that read asked for this very address (a NameID the
+    # unvalidated read could not parse, or read otherwise, is looked up again).
+    user = claimed.user if claimed is not None and claimed.email == email else authorized_member(
+        conn.workspace_id, email)
     if user is None and not domain_authorized(conn.workspace_id, email):
         raise SamlError(E.domain_not_authorized, f"{email.rpartition('@')[2]} is not verified for the workspace",
                         {"received": email.rpartition("@")[2]}, email=email)
@@ -121,7 +125,7 @@ def log_attempt(connection_id: str, workspace_id: int, *, outcome: str, email: s
                 details: dict | None = None, summary: dict | None = None) -> int | None:
     """Add the attempt to the connection's login log, in the caller's transaction. Every
     sign-in writes one, so it is inserted at commit with the sign-in's other bookkeeping
-    rows (app/deferred_inserts.py). A test's entry is inserted at once instead: its result
+    rows (app/deferred_writes.py). A test's entry is inserted at once instead: its result
     page is that entry, and its id (returned) is the page's address."""
     row = {"workspace_id": workspace_id, "connection_id": connection_id, "outcome": outcome,
            "email": (email or None) and email[:254], "user_id": user.id if user else None, "is_test": is_test,

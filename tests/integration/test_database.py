@@ -1,8 +1,9 @@
 """Pooled connections: a connection the server closed is replaced before a request
 uses it, and a busy pool pays no ping (app.database). Bookkeeping rows go out at
-commit, together (app.deferred_inserts)."""
+commit, together (app.deferred_writes)."""
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from app import database
 from app.audit.service import addresses_of, record
+from app.deferred_writes import update_at_commit
 from app.extensions import db
 from app.models import AuditEvent, ScimRequestLog, User, Workspace
 from app.scim import requestlog
@@ -85,7 +87,7 @@ def test_a_busy_pool_is_not_pinged_and_an_idle_one_is(db_backend, app, client, w
     assert len(pings) == (0 if db_backend == "sqlite" else 3)
 
 
-# --- bookkeeping rows inserted at commit (app.deferred_inserts) -------------------------------------
+# --- bookkeeping rows inserted at commit (app.deferred_writes) -------------------------------------
 
 @pytest.fixture
 def statements(app):
@@ -133,6 +135,76 @@ def test_bookkeeping_rows_are_written_at_commit_with_the_change(db_backend, app,
     record(workspace.id, "member.renamed_again", actor=admin, target=admin)
     db.session.commit()
     assert audit_actions(workspace)[-1] == "member.renamed_again"
+
+
+SIGNED_IN_AT = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.timezone.utc)
+
+
+def last_login_at(user_id: int) -> dt.datetime | None:
+    return db.session.scalar(select(User.last_login_at).where(User.id == user_id))
+
+
+@pytest.mark.postgres
+def test_a_stamp_goes_with_the_commit_too(db_backend, app, workspace, admin, statements):
+    untouched = (admin.session_version, admin.role, admin.created_at, admin.updated_at)
+    update_at_commit(db.session, User.__table__, {"id": admin.id}, {"last_login_at": SIGNED_IN_AT})
+    record(workspace.id, "auth.signed_in", actor=admin, target=admin)
+    assert statements == [], "nothing is sent when queued"
+    db.session.commit()
+    if db_backend == "postgresql":
+        assert statements == []  # with the audit row and the COMMIT, in psycopg's pipeline
+    else:
+        assert [s.split()[0] for s in statements] == ["UPDATE", "INSERT"]
+    assert last_login_at(admin.id) == SIGNED_IN_AT and audit_actions(workspace)[-1] == "auth.signed_in"
+    db.session.expire_all()
+    admin = db.session.get(User, admin.id)
+    assert (admin.session_version, admin.role, admin.created_at, admin.updated_at) == untouched
+
+
+@pytest.mark.postgres
+def test_a_stamp_is_seen_by_a_read_in_its_transaction_and_dropped_by_a_rollback(db_backend, app, admin):
+    before = last_login_at(admin.id)
+    update_at_commit(db.session, User.__table__, {"id": admin.id}, {"last_login_at": SIGNED_IN_AT})
+    assert last_login_at(admin.id) == SIGNED_IN_AT
+    db.session.rollback()
+    assert last_login_at(admin.id) == before
+    with pytest.raises(RuntimeError):
+        with db.session.begin_nested():
+            update_at_commit(db.session, User.__table__, {"id": admin.id}, {"last_login_at": SIGNED_IN_AT})
+            raise RuntimeError("undo the savepoint")
+    db.session.commit()
+    assert last_login_at(admin.id) == before
+
+
+@pytest.mark.postgres
+def test_a_stamp_and_the_orms_change_to_the_same_row_both_land(db_backend, app, admin):
+    update_at_commit(db.session, User.__table__, {"id": admin.id}, {"last_login_at": SIGNED_IN_AT})
+    admin.name = "Renamed Admin"
+    db.session.commit()
+    db.session.expire_all()
+    assert (db.session.get(User, admin.id).name, last_login_at(admin.id)) == ("Renamed Admin", SIGNED_IN_AT)
+
+
+@pytest.mark.postgres
+def test_a_stamp_moves_an_onupdate_column_as_sqlalchemy_would(db_backend, app, workspace):
+    from app.models import SsoConnection
+    from app.sso import connections
+    conn = connections.start_setup(workspace, "okta", actor=None)
+    db.session.commit()
+    conn_id, created_at, updated_at = conn.id, conn.created_at, conn.updated_at
+    update_at_commit(db.session, SsoConnection.__table__, {"id": conn_id}, {"jit_role": "creator_lite"})
+    db.session.commit()
+    db.session.expire_all()
+    after = db.session.get(SsoConnection, conn_id)
+    assert after.jit_role == "creator_lite" and after.updated_at > updated_at
+    assert after.created_at == created_at  # an insert's defaults are no part of an update
+
+
+def test_a_stamp_is_by_primary_key_only(app, admin):
+    with pytest.raises(ValueError):
+        update_at_commit(db.session, User.__table__, {"email": admin.email}, {"last_login_at": SIGNED_IN_AT})
+    with pytest.raises(ValueError):
+        update_at_commit(db.session, User.__table__, {"id": admin.id}, {"id": admin.id + 1})
 
 
 @pytest.mark.postgres

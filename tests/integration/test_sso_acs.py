@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select
 
 from app.extensions import db
 from app.models import AuditEvent, SamlLoginLog, SamlReplay, SamlRequest, User
+from app.sso.errors import SamlError, SamlErrorCode
 from tests.conftest import csrf_token_from
 from tests.support.saml_idp import NS, encode, make_key_and_cert
 from tests.support.sso import idp, last_log, signed_in_email, sso  # noqa: F401 (fixtures)
@@ -49,6 +50,61 @@ def test_member_on_a_subdomain_of_the_verified_domain_signs_in(client, sso, make
     refusal(sso.sign_in(client, "eve@acme.test.example"), 403)
     entry = last_log(sso.workspace.id)
     assert entry.error_code == "domain_not_authorized" and entry.details["received"] == "acme.test.example"
+
+
+@pytest.mark.postgres
+def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app, sso, make_user):
+    """One read: the stored request, its connection and the member. One write: the replay-cache
+    row and the request's deletion (on SQLite, which has no DELETE inside a WITH, two). The last
+    sign-in, the audit event and the login log go with the COMMIT (app/deferred_writes.py)."""
+    ada_id = make_user(sso.workspace, "ada@acme.test").id
+    client = app.test_client()
+    started = sso.start(client)
+    posted = sso.response(started.request_id, "ada@acme.test")
+    sent = []
+
+    def statement_sent(conn, cursor, statement, parameters, context, executemany):
+        sent.append(" ".join(statement.replace('"', "").split()))
+
+    event.listen(db.engine, "before_cursor_execute", statement_sent)
+    try:
+        assert sso.post(client, posted, started.relay_state).headers["Location"] == "/library"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", statement_sent)
+    read, *writes = sent
+    assert read.startswith("SELECT") and 'FROM saml_request JOIN sso_connection' in read
+    assert "LEFT OUTER JOIN user" in read and "JOIN workspace" not in read
+    if db_backend == "postgresql":
+        assert len(writes) == 1 and writes[0].startswith("WITH consumed AS (DELETE FROM saml_request")
+        assert "INSERT INTO saml_replay" in writes[0]
+    else:
+        assert [" ".join(w.split()[:3]) for w in writes] == [
+            "INSERT INTO saml_replay", "DELETE FROM saml_request", "UPDATE user SET", "INSERT INTO audit_event",
+            "INSERT INTO saml_login_log"]
+    assert signed_in_email(client) == "ada@acme.test"
+    assert db.session.get(User, ada_id).last_login_at is not None
+    assert last_log(sso.workspace.id).outcome == "success"
+    assert db.session.scalar(select(func.count()).select_from(SamlReplay)) == 1
+    assert db.session.scalar(select(SamlRequest)) is None
+
+
+def test_the_member_read_with_the_request_counts_only_for_the_validated_address(app, sso, make_user):
+    """That first read looks the member up by the NameID as posted, before validation; the
+    sign-in takes its answer only when the validated NameID is that same address."""
+    from app.sso import connections, saml, signin
+    ada, mallory = make_user(sso.workspace, "ada@acme.test"), make_user(sso.workspace, "mallory@acme.test")
+    conn = connections.by_connection_id(sso.connection_id)
+
+    def validated(nameid: str, claimed: saml.Member) -> saml.Assertion:
+        return saml.Assertion(connection=conn, request=None, nameid=nameid, nameid_format=saml.EMAIL_FORMAT,
+                              attributes={}, assertion_id="_a", session_not_on_or_after=None, claimed_member=claimed)
+
+    assert signin.resolve_user(validated("ada@acme.test", saml.Member("mallory@acme.test", mallory)),
+                               dry_run=True).user == ada
+    assert signin.resolve_user(validated("Ada@Acme.test", saml.Member("ada@acme.test", ada)), dry_run=True).user == ada
+    with pytest.raises(SamlError) as refused:  # the read found nobody at that very address: taken as is
+        signin.resolve_user(validated("ada@acme.test", saml.Member("ada@acme.test", None)), dry_run=True)
+    assert refused.value.code is SamlErrorCode.user_unknown
 
 
 def test_session_capped_by_session_not_on_or_after(client, sso, make_user):
@@ -554,8 +610,11 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user,
     winner = []
 
     def other_request_commits_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("INSERT INTO SAML_REPLAY") and not winner:
-            winner.append(dict(context.compiled_parameters[0]))  # our row, committed by the other request
+        # (On PostgreSQL the insert and the request's deletion are one statement, WITH ... INSERT.)
+        if "INSERT INTO SAML_REPLAY" in statement.upper() and not winner:
+            ours = context.compiled_parameters[0]  # our row, committed by the other request
+            winner.append({column.name: ours[column.name] for column in SamlReplay.__table__.columns
+                           if column.name in ours})
             with db.engine.begin() as other:
                 other.execute(SamlReplay.__table__.insert().values(**winner[0]))
                 if winner_consumed_the_request:
@@ -584,7 +643,7 @@ def test_a_request_consumed_by_another_post_meanwhile_is_refused(db_backend, app
     consumed = []
 
     def other_post_consumes_it_first(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("DELETE FROM SAML_REQUEST") and not consumed:
+        if "DELETE FROM SAML_REQUEST" in statement.upper() and not consumed:
             consumed.append(True)
             with db.engine.begin() as other:
                 other.execute(SamlRequest.__table__.delete().where(

@@ -64,6 +64,38 @@ def test_metadata_schema_too(signed_response):
     assert checks._library_validate_xml(signed_response, "saml-schema-metadata-2.0.xsd") == "invalid_xml"
 
 
+def test_the_document_validate_schema_found_valid_is_not_validated_again(signed_response, monkeypatch):
+    """The ACS checks the schema first, for its diagnostics; python3-saml's check of that
+    same document, right after, is skipped once. Any other document is still validated."""
+    document = etree.fromstring(signed_response)
+    checks.validate_schema(document)
+    validated = []
+
+    class Counting:
+        def __init__(self, schema):
+            self.schema = schema
+
+        def validate(self, xml):
+            validated.append(xml)
+            return self.schema.validate(xml)
+
+        def __getattr__(self, name):  # error_log
+            return getattr(self.schema, name)
+
+    real = checks.compiled_schema
+    monkeypatch.setattr(checks, "compiled_schema", lambda name: Counting(real(name)))
+    assert checks._library_validate_xml(document, PROTOCOL) is document and validated == []
+    assert checks._library_validate_xml(document, PROTOCOL) is document and validated == [document]  # once
+
+    copy = etree.fromstring(signed_response)
+    assert checks._library_validate_xml(copy, PROTOCOL) is copy and validated == [document, copy]
+    broken = etree.fromstring(signed_response)
+    broken.insert(1, etree.Element("{urn:oasis:names:tc:SAML:2.0:protocol}Bogus"))
+    with pytest.raises(checks.SamlError):
+        checks.validate_schema(broken)  # found invalid: not marked, so the library refuses it too
+    assert checks._library_validate_xml(broken, PROTOCOL) == "invalid_xml"
+
+
 def test_compiled_once_per_thread():
     first = checks.compiled_schema(PROTOCOL)
     assert checks.compiled_schema(PROTOCOL) is first
