@@ -141,6 +141,7 @@ def parents_and_self(name: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every SSO sign-in asks (IDNA encoding is the slow part)
 def email_domain(email_or_domain: str) -> str | None:
     """The canonical domain of an address (or of a bare domain); None if unusable."""
     text = (email_or_domain or "").strip().rpartition("@")[2].rstrip(".")

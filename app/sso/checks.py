@@ -154,19 +154,22 @@ def parse_time(value: str | None) -> dt.datetime | None:
 def check_time_window(summary: dict, skew_seconds: int) -> None:
     now, skew = utcnow(), dt.timedelta(seconds=skew_seconds)
     issued = parse_time(summary["issue_instant"])
-    clock_difference = int((issued - now).total_seconds()) if issued else None
-    details = {"clock_difference_seconds": clock_difference, "allowed_skew_seconds": skew_seconds,
-               "not_before": summary["not_before"], "not_on_or_after": summary["not_on_or_after"],
-               "received_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    def refused(reason: str) -> SamlError:
+        return SamlError(E.time_window, reason, {
+            "clock_difference_seconds": int((issued - now).total_seconds()) if issued else None,
+            "allowed_skew_seconds": skew_seconds, "not_before": summary["not_before"],
+            "not_on_or_after": summary["not_on_or_after"], "received_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")})
+
     not_before, not_after = parse_time(summary["not_before"]), parse_time(summary["not_on_or_after"])
     scd_after = parse_time(summary["scd_not_on_or_after"])
     if issued is not None and issued > now + skew:
-        raise SamlError(E.time_window, "IssueInstant is in the future", details)
+        raise refused("IssueInstant is in the future")
     if not_before is not None and not_before > now + skew:
-        raise SamlError(E.time_window, "the assertion is not valid yet (NotBefore)", details)
+        raise refused("the assertion is not valid yet (NotBefore)")
     for limit in (not_after, scd_after):
         if limit is not None and limit + skew <= now:
-            raise SamlError(E.time_window, "the assertion has expired (NotOnOrAfter)", details)
+            raise refused("the assertion has expired (NotOnOrAfter)")
 
 
 def check_recipients(summary: dict, urls: dict) -> None:
