@@ -1,16 +1,16 @@
 """Email address syntax, one rule for forms, CLI and SCIM."""
 from __future__ import annotations
 
-from functools import lru_cache
-
 from email_validator import EmailNotValidError, validate_email
+
+from app.memo import memoized
 
 
 class InvalidEmail(ValueError):
     pass
 
 
-@lru_cache(maxsize=4096)  # a pure function; a SAML sign-in asks twice (its NameID before and after validation)
+@memoized(max_length=320)  # a SAML sign-in asks twice: its NameID before and after validation
 def normalize_address(address: str) -> str:
     """The address as users typed it, checked for syntax (no DNS look-up, so
     sign-in never waits on DNS; special-use names like .test are allowed for

@@ -16,6 +16,8 @@ import idna
 from disposable_email_domains import blocklist as DISPOSABLE
 from publicsuffixlist import PublicSuffixList
 
+from app.memo import memoized
+
 # Special-use names (RFC 2606 / 6761) accepted for demos and tests; not in the PSL.
 SPECIAL_USE_TLDS = frozenset({"test", "example"})
 _psl = PublicSuffixList()
@@ -141,7 +143,7 @@ def parents_and_self(name: str) -> list[str]:
     return names
 
 
-@functools.lru_cache(maxsize=4096)  # pure; every SSO sign-in asks (IDNA encoding is the slow part)
+@memoized(max_length=320)  # every SSO sign-in asks (IDNA encoding is the slow part)
 def email_domain(email_or_domain: str) -> str | None:
     """The canonical domain of an address (or of a bare domain); None if unusable."""
     text = (email_or_domain or "").strip().rpartition("@")[2].rstrip(".")

@@ -6,7 +6,6 @@ import base64
 import binascii
 import datetime as dt
 import threading
-from functools import lru_cache
 from pathlib import Path
 
 import onelogin.saml2
@@ -16,6 +15,7 @@ from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as ValidationEr
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
+from app.memo import memoized
 from app.models import SsoConnection, utcnow
 from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.metadata import fingerprint_of
@@ -141,7 +141,7 @@ def summarize(document) -> dict:
     }
 
 
-@lru_cache(maxsize=256)  # a sign-in reads its NotOnOrAfter twice (the time window, the replay cache)
+@memoized(max_length=64, maxsize=256)  # a sign-in reads its NotOnOrAfter twice (time window, replay cache)
 def parse_time(value: str | None) -> dt.datetime | None:
     if not value:
         return None

@@ -37,7 +37,7 @@ from onelogin.saml2.errors import OneLogin_Saml2_Error, OneLogin_Saml2_Validatio
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from sqlalchemy import bindparam, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.orm import lazyload
 
 from app.emails import InvalidEmail, normalize_address
@@ -232,12 +232,16 @@ _REQUEST_CONNECTION_AND_MEMBER = (
     .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))
 _CONSUME_REQUEST = delete(SamlRequest).where(SamlRequest.id == bindparam("request_pk"))
 _REMEMBER_ASSERTION = insert(SamlReplay.__table__)
-# Both in one statement (PostgreSQL): the replay-cache row, and the request deleted in a WITH,
-# returning how many requests that deleted (0: another POST consumed it meanwhile).
+_MEMBER_STATUS = select(User.__table__.c.status).where(User.__table__.c.id == bindparam("member_pk"))
+# All three in one statement (PostgreSQL): the replay-cache row; the request, deleted in a WITH;
+# and the member read with it, locked (FOR SHARE) until the commit. It returns how many
+# requests it deleted (0: another POST consumed it meanwhile) and the member's status now.
 _consumed = (delete(SamlRequest.__table__).where(SamlRequest.__table__.c.id == bindparam("request_pk"))
              .returning(SamlRequest.__table__.c.id).cte("consumed"))
-_REMEMBER_AND_CONSUME = (insert(SamlReplay.__table__).add_cte(_consumed)
-                         .returning(select(func.count()).select_from(_consumed).scalar_subquery()))
+_member_now = _MEMBER_STATUS.with_for_update(read=True).cte("member_now")
+_REMEMBER_AND_CONSUME = (insert(SamlReplay.__table__).add_cte(_consumed).add_cte(_member_now)
+                         .returning(select(func.count()).select_from(_consumed).scalar_subquery(),
+                                    select(_member_now.c.status).scalar_subquery()))
 
 
 @dataclass
@@ -324,7 +328,7 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
             session_limit = response.get_session_not_on_or_after()
         except Exception as exc:  # noqa: BLE001
             raise SamlError(E.invalid, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-        _use_once(req, conn, assertion_id, summary)
+        member = _use_once(req, conn, assertion_id, summary, redeemed.member)
     except SamlError as err:
         err.connection, err.request = conn, req
         raise
@@ -333,7 +337,7 @@ def consume_response(connection_id: str, saml_response: str | None, relay_state:
         nameid_format=nameid_data.get("Format"), attributes=attributes, assertion_id=assertion_id,
         session_not_on_or_after=(dt.datetime.fromtimestamp(session_limit, dt.timezone.utc)
                                  if session_limit else None),
-        summary=summary, claimed_member=redeemed.member)
+        summary=summary, claimed_member=member)
 
 
 def _consume(req: SamlRequest) -> bool:
@@ -342,30 +346,46 @@ def _consume(req: SamlRequest) -> bool:
                               execution_options={"synchronize_session": False}).rowcount == 1
 
 
-def _use_once(req: SamlRequest, conn: SsoConnection, assertion_id: str, summary: dict) -> None:
-    """Remember the assertion in the replay cache and consume the request, or neither.
+def _use_once(req: SamlRequest, conn: SsoConnection, assertion_id: str, summary: dict,
+              member: Member | None) -> Member | None:
+    """Remember the assertion in the replay cache and consume the request, or neither; and
+    return `member` as it is now.
 
     The replay cache's unique index decides, at its insert: no look-up first that a
     concurrent POST could slip past (on PostgreSQL the second waits for the first to
     commit). Then the request is deleted; if a concurrent POST of another response
-    consumed it first, this one is refused. PostgreSQL does both in one statement (one
-    round trip on every sign-in); SQLite, which allows no DELETE inside a WITH, in two."""
+    consumed it first, this one is refused. The member was read before the response was
+    validated: if their status has changed since (deactivated by SCIM meanwhile, say),
+    their row is read again. PostgreSQL does it all in one statement (one round trip on
+    every sign-in), which also locks the member's row until the commit, so that no change
+    lands between this check and the sign-in; SQLite, which allows no DELETE inside a
+    WITH, in three (and lets no other writer in once this transaction has written)."""
     limits = [t for t in (checks.parse_time(summary["not_on_or_after"]),
                           checks.parse_time(summary["scd_not_on_or_after"])) if t]
     row = {"workspace_id": conn.workspace_id, "issuer": (summary["issuer"] or conn.idp_entity_id or "")[:1024],
            "assertion_id": assertion_id[:256],
            "expires_at": (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())}
+    member_pk = member.user.id if member is not None and member.user is not None else None
     try:
         if db.session.get_bind().dialect.name == "postgresql":
-            consumed = db.session.execute(_REMEMBER_AND_CONSUME, {**row, "request_pk": req.id}).scalar_one() == 1
+            deleted, status = db.session.execute(_REMEMBER_AND_CONSUME,
+                                                 {**row, "request_pk": req.id, "member_pk": member_pk}).one()
+            consumed = deleted == 1
         else:
             db.session.execute(_REMEMBER_ASSERTION, row)
             consumed = _consume(req)
+            status = db.session.scalar(_MEMBER_STATUS, {"member_pk": member_pk}) if member_pk else None
     except IntegrityError as exc:
         db.session.rollback()
         raise SamlError(E.replay, f"assertion {assertion_id} already used") from exc
     if not consumed:
         raise SamlError(E.request_unknown, "the request was consumed concurrently")
+    if member_pk is not None and status != member.user.status:
+        try:
+            db.session.refresh(member.user)
+        except InvalidRequestError:  # deleted meanwhile
+            return Member(member.email, None)
+    return member
 
 
 def purge_expired() -> int:

@@ -55,8 +55,9 @@ def test_member_on_a_subdomain_of_the_verified_domain_signs_in(client, sso, make
 @pytest.mark.postgres
 def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app, sso, make_user):
     """One read: the stored request, its connection and the member. One write: the replay-cache
-    row and the request's deletion (on SQLite, which has no DELETE inside a WITH, two). The last
-    sign-in, the audit event and the login log go with the COMMIT (app/deferred_writes.py)."""
+    row and the request's deletion, which also locks the member's row and reads its status again
+    (on SQLite, which has no DELETE inside a WITH, three statements). The last sign-in, the audit
+    event and the login log go with the COMMIT (app/deferred_writes.py)."""
     ada_id = make_user(sso.workspace, "ada@acme.test").id
     client = app.test_client()
     started = sso.start(client)
@@ -76,11 +77,11 @@ def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app,
     assert "LEFT OUTER JOIN user" in read and "JOIN workspace" not in read
     if db_backend == "postgresql":
         assert len(writes) == 1 and writes[0].startswith("WITH consumed AS (DELETE FROM saml_request")
-        assert "INSERT INTO saml_replay" in writes[0]
+        assert "INSERT INTO saml_replay" in writes[0] and "FOR SHARE" in writes[0]
     else:
         assert [" ".join(w.split()[:3]) for w in writes] == [
-            "INSERT INTO saml_replay", "DELETE FROM saml_request", "UPDATE user SET", "INSERT INTO audit_event",
-            "INSERT INTO saml_login_log"]
+            "INSERT INTO saml_replay", "DELETE FROM saml_request", "SELECT user.status FROM", "UPDATE user SET",
+            "INSERT INTO audit_event", "INSERT INTO saml_login_log"]
     assert signed_in_email(client) == "ada@acme.test"
     assert db.session.get(User, ada_id).last_login_at is not None
     assert last_log(sso.workspace.id).outcome == "success"
@@ -105,6 +106,93 @@ def test_the_member_read_with_the_request_counts_only_for_the_validated_address(
     with pytest.raises(SamlError) as refused:  # the read found nobody at that very address: taken as is
         signin.resolve_user(validated("ada@acme.test", saml.Member("ada@acme.test", None)), dry_run=True)
     assert refused.value.code is SamlErrorCode.user_unknown
+
+
+def change_member_during_validation(member_id: int, values: dict | None):
+    """Commit a change to the member (None: delete them) from another connection, once the
+    response is valid: at the replay-cache insert, after the member was first read."""
+    changed = []
+
+    def other_request_commits(conn, cursor, statement, parameters, context, executemany):
+        if "INSERT INTO SAML_REPLAY" in statement.upper() and not changed:
+            changed.append(True)
+            users = User.__table__
+            with db.engine.begin() as other:  # e.g. SCIM deprovisioning, or an admin
+                where = users.c.id == member_id
+                other.execute(users.delete().where(where) if values is None else
+                              users.update().where(where).values(**values))
+
+    return other_request_commits, changed
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("status", ["active", "invited"])
+def test_a_member_deactivated_while_their_response_is_validated_is_refused(app, sso, make_user, status):
+    member_id = make_user(sso.workspace, "ada@acme.test", status=status).id
+    client = app.test_client()
+    started = sso.start(client)
+    posted = sso.response(started.request_id, "ada@acme.test")
+    hook, changed = change_member_during_validation(member_id, {"status": "deactivated"})
+    event.listen(db.engine, "before_cursor_execute", hook)
+    try:
+        html = refusal(sso.post(client, posted, started.relay_state), 403)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hook)
+    assert changed and signed_in_email(client) is None and "deactivated" in html
+    assert last_log(sso.workspace.id).error_code == "user_deactivated"
+    member = db.session.get(User, member_id)
+    assert member.status == "deactivated" and member.last_login_at is None  # an invitation is not accepted
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.signed_in")) is None
+
+
+@pytest.mark.postgres
+def test_a_member_deleted_while_their_response_is_validated_is_refused(app, sso, make_user):
+    member_id = make_user(sso.workspace, "ada@acme.test").id
+    client = app.test_client()
+    started = sso.start(client)
+    posted = sso.response(started.request_id, "ada@acme.test")
+    hook, changed = change_member_during_validation(member_id, None)
+    event.listen(db.engine, "before_cursor_execute", hook)
+    try:
+        refusal(sso.post(client, posted, started.relay_state), 403)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", hook)
+    assert changed and signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "user_unknown"
+
+
+@pytest.mark.postgres
+def test_from_the_consuming_statement_on_the_member_stays_as_checked_until_the_commit(db_backend, app, sso,
+                                                                                     make_user):
+    """PostgreSQL: that statement locks the member's row (FOR SHARE), so a deactivation that
+    comes after it waits for the sign-in's commit instead of landing between check and session."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite lets no other writer in once the sign-in has written")
+    from sqlalchemy.exc import OperationalError
+    member_id = make_user(sso.workspace, "ada@acme.test").id
+    client = app.test_client()
+    started = sso.start(client)
+    posted = sso.response(started.request_id, "ada@acme.test")
+    blocked = []
+
+    def other_request_tries(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH consumed") and not blocked:
+            with db.engine.connect() as other:
+                other.exec_driver_sql("SET lock_timeout = '300ms'")
+                try:
+                    other.execute(User.__table__.update().where(User.__table__.c.id == member_id)
+                                  .values(status="deactivated"))
+                except OperationalError as error:
+                    blocked.append(type(error.orig).__name__)
+                other.rollback()
+
+    event.listen(db.engine, "after_cursor_execute", other_request_tries)
+    try:
+        assert sso.post(client, posted, started.relay_state).status_code == 303
+    finally:
+        event.remove(db.engine, "after_cursor_execute", other_request_tries)
+    assert blocked == ["LockNotAvailable"]
+    assert signed_in_email(client) == "ada@acme.test"
 
 
 def test_session_capped_by_session_not_on_or_after(client, sso, make_user):
