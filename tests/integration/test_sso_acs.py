@@ -52,16 +52,21 @@ def test_member_on_a_subdomain_of_the_verified_domain_signs_in(client, sso, make
     assert entry.error_code == "domain_not_authorized" and entry.details["received"] == "acme.test.example"
 
 
+def a_sign_in_under_way(app, sso, make_user, status: str = "active"):
+    """Ada, a browser that has started her sign-in, and the IdP's response to it (not posted yet)."""
+    member_id = make_user(sso.workspace, "ada@acme.test", status=status).id
+    client = app.test_client()
+    started = sso.start(client)
+    return member_id, client, started, sso.response(started.request_id, "ada@acme.test")
+
+
 @pytest.mark.postgres
 def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app, sso, make_user):
     """One read: the stored request, its connection and the member. One write: the replay-cache
     row and the request's deletion, which also locks the member's row and reads its status again
     (on SQLite, which has no DELETE inside a WITH, three statements). The last sign-in, the audit
     event and the login log go with the COMMIT (app/deferred_writes.py)."""
-    ada_id = make_user(sso.workspace, "ada@acme.test").id
-    client = app.test_client()
-    started = sso.start(client)
-    posted = sso.response(started.request_id, "ada@acme.test")
+    ada_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
     sent = []
 
     def statement_sent(conn, cursor, statement, parameters, context, executemany):
@@ -128,10 +133,7 @@ def change_member_during_validation(member_id: int, values: dict | None):
 @pytest.mark.postgres
 @pytest.mark.parametrize("status", ["active", "invited"])
 def test_a_member_deactivated_while_their_response_is_validated_is_refused(app, sso, make_user, status):
-    member_id = make_user(sso.workspace, "ada@acme.test", status=status).id
-    client = app.test_client()
-    started = sso.start(client)
-    posted = sso.response(started.request_id, "ada@acme.test")
+    member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user, status)
     hook, changed = change_member_during_validation(member_id, {"status": "deactivated"})
     event.listen(db.engine, "before_cursor_execute", hook)
     try:
@@ -147,10 +149,7 @@ def test_a_member_deactivated_while_their_response_is_validated_is_refused(app, 
 
 @pytest.mark.postgres
 def test_a_member_deleted_while_their_response_is_validated_is_refused(app, sso, make_user):
-    member_id = make_user(sso.workspace, "ada@acme.test").id
-    client = app.test_client()
-    started = sso.start(client)
-    posted = sso.response(started.request_id, "ada@acme.test")
+    member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
     hook, changed = change_member_during_validation(member_id, None)
     event.listen(db.engine, "before_cursor_execute", hook)
     try:
@@ -169,10 +168,7 @@ def test_from_the_consuming_statement_on_the_member_stays_as_checked_until_the_c
     if db_backend == "sqlite":
         pytest.skip("SQLite lets no other writer in once the sign-in has written")
     from sqlalchemy.exc import OperationalError
-    member_id = make_user(sso.workspace, "ada@acme.test").id
-    client = app.test_client()
-    started = sso.start(client)
-    posted = sso.response(started.request_id, "ada@acme.test")
+    member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
     blocked = []
 
     def other_request_tries(conn, cursor, statement, parameters, context, executemany):
