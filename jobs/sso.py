@@ -15,6 +15,7 @@ from app.models import Role, SamlLoginLog, SsoCertificate, SsoConnection, User, 
 from app.sso import saml
 from app.sso.connections import apply_idp_config
 from app.sso.metadata import MetadataError, fetch_metadata, parse_metadata
+from app.urls import external_url
 from jobs.worker import app_job
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def warn_expiring_certificates() -> int:
             mail.send(admin.email, f"Your SSO signing certificate expires on {cert.not_after:%Y-%m-%d}",
                       "sso_certificate_expiring", workspace_id=cert.workspace_id, topic=f"sso-cert:{cert.id}",
                       admin=admin, cert=cert, connection=conn, days_left=(cert.not_after - now).days,
-                      settings_url=current_app.config["BASE_URL"] + "/settings/security")
+                      settings_url=external_url("settings.security") + "#sso")
         cert.expiry_warned_at = now
         db.session.execute(update(SsoCertificate).where(
             SsoCertificate.workspace_id == cert.workspace_id, SsoCertificate.fingerprint == cert.fingerprint,

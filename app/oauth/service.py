@@ -17,6 +17,7 @@ from app.extensions import db
 from app.models import Plan, User, UserStatus, Workspace, utcnow
 from app.models.oauth import OAuthAuthorizationCode, OAuthClient, OAuthToken
 from app.security import hash_secret, last_use_is_stale
+from app.urls import external_url
 
 CODE_LIFETIME = dt.timedelta(minutes=10)
 DEAD_TOKEN_RETENTION = dt.timedelta(days=90)  # revoked tokens stay this long: a replay is still recognised
@@ -210,7 +211,7 @@ def _tell_admins(token: OAuthToken, reason: str) -> None:
     workspace = db.session.get(Workspace, token.workspace_id)
     notify_admins(token.workspace_id, f"Provisioning for {workspace.name} was disconnected", "oauth_connection_revoked",
                   client_name=token.client.name, reason_text=REPLAY_EXPLANATIONS.get(reason, ""),
-                  settings_url=current_app.config["BASE_URL"] + "/settings/security#provisioning")
+                  settings_url=external_url("settings.security") + "#provisioning")
 
 
 # --- using tokens (SCIM) --------------------------------------------------------------------

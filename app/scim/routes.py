@@ -12,13 +12,14 @@ from app.scim.resources import group_resource, project, requested, user_resource
 from app.scim.schema import resource_type_documents, schema_documents, service_provider_config
 from app.scim.web import (base_url, bp, check_if_match, commit, json_body, list_param, list_response, no_content,
                           paging, search_params, single)
+from app.urls import external_url
 
 
 # --- discovery ------------------------------------------------------------------------------------
 
 @bp.get("/ServiceProviderConfig")
 def service_provider_config_view():
-    return scim_json(service_provider_config(base_url(), current_app.config["BASE_URL"] + "/settings/security"))
+    return scim_json(service_provider_config(base_url(), external_url("settings.security")))
 
 
 @bp.get("/ResourceTypes")

@@ -452,3 +452,4 @@ def test_admins_are_emailed_when_a_replay_disconnects_provisioning(mail_app, smt
     assert message["Subject"] == "Provisioning for Acme was disconnected"
     body = smtp.inbox.text(message)
     assert "already been replaced was presented again" in body and "Authenticate with Gatehouse" in body
+    assert f"{mail_app.config['BASE_URL']}/settings/security#provisioning" in body

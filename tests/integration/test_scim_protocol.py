@@ -80,6 +80,7 @@ def test_discovery_documents(scim):
     assert body["patch"]["supported"] and body["filter"]["supported"] and body["filter"]["maxResults"] == 200
     assert body["bulk"]["supported"] is False and body["etag"]["supported"] is True
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+    assert body["documentationUri"] == "http://localhost/settings/security"  # on BASE_URL, where tokens are made
     types = scim.get("/ResourceTypes").get_json(force=True)
     user_type = next(r for r in types["Resources"] if r["id"] == "User")
     assert user_type["endpoint"] == "/Users" and user_type["schema"] == CORE_USER

@@ -139,6 +139,7 @@ def test_expiring_certificate_warns_admins_once_by_email(mail_app, workspace, ma
     body = smtp.inbox.text(smtp.inbox[0])
     fingerprint = db.session.scalar(select(SsoCertificate.fingerprint))
     assert fingerprint in body and "expires on" in body
+    assert f"{mail_app.config['BASE_URL']}/settings/security#sso" in body  # the SSO section, on BASE_URL
     assert db.session.scalar(select(func.count()).select_from(OutboundEmail)) == 2
 
 
