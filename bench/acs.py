@@ -67,15 +67,15 @@ def add_floor_view(app) -> None:
     """The floor (see above): a view with nothing but what every ACS needs."""
     from flask import redirect, request, session
     from app.extensions import csrf, db
-    from app.sso import saml
+    from app.sso import saml, sp
 
     @app.post("/bench/floor/<cid>")
     def floor(cid: str):
         # The ACS's own statements: the stored request with its connection, and its deletion.
         redeemed = saml._redeem_relay_state(request.form["RelayState"], None)
         stored, conn = redeemed.request, redeemed.connection
-        data = saml.request_data(f"/sso/saml/{cid}/acs", post={"SAMLResponse": request.form["SAMLResponse"]})
-        auth = OneLogin_Saml2_Auth(data, saml.saml_settings(conn))
+        data = sp.request_data(f"/sso/saml/{cid}/acs", post={"SAMLResponse": request.form["SAMLResponse"]})
+        auth = OneLogin_Saml2_Auth(data, sp.saml_settings(conn))
         auth.process_response(request_id=stored.request_id)
         assert auth.is_authenticated(), auth.get_last_error_reason()
         db.session.execute(saml._CONSUME_REQUEST, {"request_pk": stored.id},
@@ -140,12 +140,12 @@ def call(app, environ: dict) -> tuple[float, str, list]:
 
 def run(app, cid: str, prepared, prepared_for_floor) -> dict[str, list[float]]:
     """Bare (both ways), floor and ACS timed call by call, interleaved, so all see the same machine load."""
-    from app.sso import connections, saml
+    from app.sso import connections, sp
     with app.app_context(), app.test_request_context():
-        settings = OneLogin_Saml2_Settings(saml.settings_dict(connections.by_connection_id(cid)),
+        settings = OneLogin_Saml2_Settings(sp.settings_dict(connections.by_connection_id(cid)),
                                            sp_validation_only=True)
         path = f"/sso/saml/{cid}/acs"
-        requests = [saml.request_data(path, post={"SAMLResponse": posted}) for _, _, posted in prepared]
+        requests = [sp.request_data(path, post={"SAMLResponse": posted}) for _, _, posted in prepared]
     samples: dict[str, list[float]] = {"bare, with the same caches (like for like)": [], "bare, as installed": [],
                                        "floor": [], "ACS": []}
 

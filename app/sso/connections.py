@@ -124,7 +124,7 @@ def apply_idp_config(conn: SsoConnection, config: IdpConfig, *, source: str, act
         if fp not in have:
             changes.append(f"certificate added {fp}")
             conn.certificates.append(_cert_row(info, conn.workspace_id, source))
-    from app.sso.saml import settings_problem
+    from app.sso.sp import settings_problem
     problem = settings_problem(conn)
     if problem:
         raise MetadataError(problem)

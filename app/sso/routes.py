@@ -13,7 +13,7 @@ from app.auth.sessions import start_session
 from app.extensions import csrf, db, limiter
 from app.models import User, Workspace
 from app.models.sso import CONNECTION_ID_PATTERN
-from app.sso import browser, connections, recovery, saml, signin
+from app.sso import browser, connections, recovery, saml, signin, sp
 from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.forms import ActionForm, RecoverySignInForm
 from app.urls import safe_next
@@ -136,7 +136,7 @@ def _refusal_page(err: SamlError):
 @bp.get("/sso/saml/<cid>/metadata")
 def metadata(cid: str):
     conn = _connection_or_404(cid)
-    return saml.sp_metadata_xml(conn), 200, {"Content-Type": "application/samlmetadata+xml; charset=utf-8",
+    return sp.sp_metadata_xml(conn), 200, {"Content-Type": "application/samlmetadata+xml; charset=utf-8",
                                              "Cache-Control": "public, max-age=300"}
 
 

@@ -11,7 +11,7 @@ from app.extensions import db
 from app.scoping import scoped
 from app.htmx import wants_fragment
 from app.models import SamlLoginLog, Workspace, utcnow
-from app.sso import connections, recovery, saml
+from app.sso import connections, recovery, sp
 from app.sso.forms import (CertificateForm, EnableForm, IdpForm, JitForm, ManualForm, MetadataUrlForm,
                            MetadataXmlForm)
 
@@ -49,7 +49,7 @@ def context(workspace: Workspace, *, error: dict | None = None, forms: dict | No
         "jit_form": forms.get("jit") or JitForm(formdata=None, jit_enabled=live.jit_enabled if live else False,
                                                 jit_role=live.jit_role if live else workspace.default_role),
         "enable_form": EnableForm(formdata=None),
-        "sp": saml.sp_urls(live.connection_id) if live else None,
+        "sp": sp.sp_urls(live.connection_id) if live else None,
         "certificates": certificate_rows(editing),
         "live_certificates": certificate_rows(live) if staged else [],
         "last_test": last_test(workspace.id),
