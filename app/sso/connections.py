@@ -84,8 +84,8 @@ def editable_connection(workspace_id: int, *, actor: User | None) -> SsoConnecti
                                idp_kind=live.idp_kind, idp_entity_id=live.idp_entity_id, sso_url=live.sso_url,
                                metadata_url=live.metadata_url, metadata_xml=live.metadata_xml,
                                metadata_status=live.metadata_status, metadata_error=live.metadata_error,
-                               metadata_fetched_at=live.metadata_fetched_at, state=ConnectionState.draft.value, jit_enabled=live.jit_enabled,
-                               jit_role=live.jit_role)
+                               metadata_fetched_at=live.metadata_fetched_at, state=ConnectionState.draft.value,
+                               jit_enabled=live.jit_enabled, jit_role=live.jit_role)
         staged.certificates = [_copy_cert(c, workspace_id) for c in live.certificates]
         db.session.add(staged)
         db.session.flush()

@@ -137,7 +137,7 @@ def _refusal_page(err: SamlError):
 def metadata(cid: str):
     conn = _connection_or_404(cid)
     return sp.sp_metadata_xml(conn), 200, {"Content-Type": "application/samlmetadata+xml; charset=utf-8",
-                                             "Cache-Control": "public, max-age=300"}
+                                           "Cache-Control": "public, max-age=300"}
 
 
 @bp.route("/sso/recovery", methods=["GET", "POST"])
