@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import threading
 from html import unescape
 
 import pytest
@@ -61,11 +62,13 @@ def a_sign_in_under_way(app, sso, make_user, status: str = "active"):
 
 
 @pytest.mark.postgres
-def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app, sso, make_user):
-    """One read: the stored request, its connection and the member. One write: the replay-cache
-    row and the request's deletion, which also locks the member's row and reads its status again
-    (on SQLite, which has no DELETE inside a WITH, three statements). The last sign-in, the audit
-    event and the login log go with the COMMIT (app/deferred_writes.py)."""
+def test_what_a_sign_in_sends_before_its_commit(db_backend, app, sso, make_user):
+    """PostgreSQL: one statement, before validation, that reads the stored request, its
+    connection and the member, and claims them: it deletes the request, remembers the
+    assertion's id and locks the member's row (app/sso/redemption.py). SQLite, which has no
+    DELETE inside a WITH: the read, then after validation the replay-cache row, the request's
+    deletion and the member's status again. The last sign-in, the audit event and the login
+    log go with the COMMIT (app/deferred_writes.py)."""
     ada_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
     sent = []
 
@@ -77,20 +80,25 @@ def test_a_sign_in_reads_once_and_writes_once_before_its_commit(db_backend, app,
         assert sso.post(client, posted, started.relay_state).headers["Location"] == "/library"
     finally:
         event.remove(db.engine, "before_cursor_execute", statement_sent)
-    read, *writes = sent
-    assert read.startswith("SELECT") and 'FROM saml_request JOIN sso_connection' in read
-    assert "LEFT OUTER JOIN user" in read and "JOIN workspace" not in read
     if db_backend == "postgresql":
-        assert len(writes) == 1 and writes[0].startswith("WITH consumed AS (DELETE FROM saml_request")
-        assert "INSERT INTO saml_replay" in writes[0] and "FOR SHARE" in writes[0]
+        [claim] = sent  # the commit's own statement goes to the driver directly, with the COMMIT
+        assert claim.startswith("WITH consumed AS (DELETE FROM saml_request WHERE saml_request.relay_state_hash")
+        assert "remembered AS (INSERT INTO saml_replay" in claim and "ON CONFLICT DO NOTHING" in claim
+        assert "member_now AS (SELECT" in claim and "FOR SHARE OF user" in claim
+        assert "JOIN workspace" not in claim  # a sign-in never reads the member's workspace
     else:
+        read, *writes = sent
+        assert read.startswith("SELECT") and 'FROM saml_request JOIN sso_connection' in read
+        assert "LEFT OUTER JOIN user" in read and "JOIN workspace" not in read
         assert [" ".join(w.split()[:3]) for w in writes] == [
             "INSERT INTO saml_replay", "DELETE FROM saml_request", "SELECT user.status FROM", "UPDATE user SET",
             "INSERT INTO audit_event", "INSERT INTO saml_login_log"]
     assert signed_in_email(client) == "ada@acme.test"
     assert db.session.get(User, ada_id).last_login_at is not None
     assert last_log(sso.workspace.id).outcome == "success"
-    assert db.session.scalar(select(func.count()).select_from(SamlReplay)) == 1
+    assert db.session.scalar(select(AuditEvent.action).where(AuditEvent.target_id == str(ada_id))) == "auth.signed_in"
+    assert db.session.scalars(select(SamlReplay.assertion_id)).all() == [
+        posted.find(f"{{{NS['saml']}}}Assertion").get("ID")]
     assert db.session.scalar(select(SamlRequest)) is None
 
 
@@ -113,82 +121,68 @@ def test_the_member_read_with_the_request_counts_only_for_the_validated_address(
     assert refused.value.code is SamlErrorCode.user_unknown
 
 
-def change_member_during_validation(member_id: int, values: dict | None):
-    """Commit a change to the member (None: delete them) from another connection, once the
-    response is valid: at the replay-cache insert, after the member was first read."""
-    changed = []
+def change_member_during_validation(monkeypatch, member_id: int, values: dict | None) -> list[str]:
+    """Another request changes the member (None: deletes them) once python3-saml has found the
+    response valid, after the sign-in's first read; what happened is appended to the list:
+    "committed", or the error that stopped it (it gives up after 300 ms of waiting for a lock)."""
+    from sqlalchemy.exc import OperationalError
+    from app.sso import checks
+    outcome, check_recipients = [], checks.check_recipients
 
-    def other_request_commits(conn, cursor, statement, parameters, context, executemany):
-        if "INSERT INTO SAML_REPLAY" in statement.upper() and not changed:
-            changed.append(True)
+    def other_request_changes_the_member(*args):
+        if not outcome:
             users = User.__table__
-            with db.engine.begin() as other:  # e.g. SCIM deprovisioning, or an admin
-                where = users.c.id == member_id
-                other.execute(users.delete().where(where) if values is None else
-                              users.update().where(where).values(**values))
+            where = users.c.id == member_id
+            try:
+                with db.engine.begin() as other:  # e.g. SCIM deprovisioning, or an admin
+                    if other.dialect.name == "postgresql":
+                        other.exec_driver_sql("SET LOCAL lock_timeout = '300ms'")
+                    other.execute(users.delete().where(where) if values is None else
+                                  users.update().where(where).values(**values))
+                outcome.append("committed")
+            except OperationalError as error:
+                outcome.append(type(error.orig).__name__)
+        return check_recipients(*args)
 
-    return other_request_commits, changed
+    monkeypatch.setattr(checks, "check_recipients", other_request_changes_the_member)
+    return outcome
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("status", ["active", "invited"])
-def test_a_member_deactivated_while_their_response_is_validated_is_refused(app, sso, make_user, status):
+def test_a_member_deactivated_while_their_response_is_validated(db_backend, app, sso, make_user, monkeypatch,
+                                                                status):
+    """PostgreSQL: the sign-in's first statement locked the member's row, so the deactivation waits
+    for the sign-in's commit (and then ends that session with the others). SQLite: the member was
+    read before validation and is read again after the sign-in's first write, so it is refused."""
     member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user, status)
-    hook, changed = change_member_during_validation(member_id, {"status": "deactivated"})
-    event.listen(db.engine, "before_cursor_execute", hook)
-    try:
-        html = refusal(sso.post(client, posted, started.relay_state), 403)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", hook)
-    assert changed and signed_in_email(client) is None and "deactivated" in html
-    assert last_log(sso.workspace.id).error_code == "user_deactivated"
+    outcome = change_member_during_validation(monkeypatch, member_id, {"status": "deactivated"})
+    response = sso.post(client, posted, started.relay_state)
     member = db.session.get(User, member_id)
+    if db_backend == "postgresql":
+        assert outcome == ["LockNotAvailable"] and response.status_code == 303
+        assert signed_in_email(client) == "ada@acme.test" and member.status == "active"
+        return
+    assert outcome == ["committed"] and "deactivated" in refusal(response, 403)
+    assert signed_in_email(client) is None
+    assert last_log(sso.workspace.id).error_code == "user_deactivated"
     assert member.status == "deactivated" and member.last_login_at is None  # an invitation is not accepted
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "auth.signed_in")) is None
 
 
 @pytest.mark.postgres
-def test_a_member_deleted_while_their_response_is_validated_is_refused(app, sso, make_user):
+def test_a_member_deleted_while_their_response_is_validated(db_backend, app, sso, make_user, monkeypatch):
     member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
-    hook, changed = change_member_during_validation(member_id, None)
-    event.listen(db.engine, "before_cursor_execute", hook)
-    try:
-        refusal(sso.post(client, posted, started.relay_state), 403)
-    finally:
-        event.remove(db.engine, "before_cursor_execute", hook)
-    assert changed and signed_in_email(client) is None
+    outcome = change_member_during_validation(monkeypatch, member_id, None)
+    response = sso.post(client, posted, started.relay_state)
+    if db_backend == "postgresql":
+        assert outcome == ["LockNotAvailable"] and response.status_code == 303
+        assert signed_in_email(client) == "ada@acme.test"
+        return
+    assert outcome == ["committed"]
+    refusal(response, 403)
+    assert signed_in_email(client) is None and db.session.get(User, member_id) is None
     assert last_log(sso.workspace.id).error_code == "user_unknown"
-
-
-@pytest.mark.postgres
-def test_from_the_consuming_statement_on_the_member_stays_as_checked_until_the_commit(db_backend, app, sso,
-                                                                                     make_user):
-    """PostgreSQL: that statement locks the member's row (FOR SHARE), so a deactivation that
-    comes after it waits for the sign-in's commit instead of landing between check and session."""
-    if db_backend == "sqlite":
-        pytest.skip("SQLite lets no other writer in once the sign-in has written")
-    from sqlalchemy.exc import OperationalError
-    member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user)
-    blocked = []
-
-    def other_request_tries(conn, cursor, statement, parameters, context, executemany):
-        if statement.startswith("WITH consumed") and not blocked:
-            with db.engine.connect() as other:
-                other.exec_driver_sql("SET lock_timeout = '300ms'")
-                try:
-                    other.execute(User.__table__.update().where(User.__table__.c.id == member_id)
-                                  .values(status="deactivated"))
-                except OperationalError as error:
-                    blocked.append(type(error.orig).__name__)
-                other.rollback()
-
-    event.listen(db.engine, "after_cursor_execute", other_request_tries)
-    try:
-        assert sso.post(client, posted, started.relay_state).status_code == 303
-    finally:
-        event.remove(db.engine, "after_cursor_execute", other_request_tries)
-    assert blocked == ["LockNotAvailable"]
-    assert signed_in_email(client) == "ada@acme.test"
 
 
 def test_session_capped_by_session_not_on_or_after(client, sso, make_user):
@@ -253,6 +247,7 @@ def test_in_response_to_from_another_users_request(app, sso, make_user):
     assert entry.details == {"expected": ours.request_id, "received": theirs.request_id}
 
 
+@pytest.mark.postgres
 def test_expired_request(client, sso, make_user):
     make_user(sso.workspace, "ada@acme.test")
     started = sso.start(client)
@@ -260,7 +255,8 @@ def test_expired_request(client, sso, make_user):
     req.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
     db.session.commit()
     html = refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
-    assert "took too long" in html
+    assert "took too long" in html and last_log(sso.workspace.id).error_code == "request_expired"
+    assert stored_and_remembered() == ([], [])  # used up, and no assertion remembered for it
 
 
 @pytest.mark.parametrize("app_config", [{"BASE_URL": "https://localhost", "PRODUCTION": True}], indirect=True)
@@ -297,7 +293,8 @@ def test_login_csrf_a_start_another_site_caused_is_confirmed_once_per_browser(ap
     browser = app.test_client()
     page = browser.get(sso.login_path + "?next=/settings/members", headers=CROSS_SITE, base_url="https://localhost")
     html = page.get_data(as_text=True)
-    assert page.status_code == 200 and "Sign in to Acme?" in html and "You're about to sign in to the <strong>Acme</strong> workspace" in unescape(html)
+    assert page.status_code == 200 and "Sign in to Acme?" in html
+    assert "You're about to sign in to the <strong>Acme</strong> workspace" in unescape(html)
     assert 'name="next" value="/settings/members"' in html
     assert db.session.scalar(select(func.count()).select_from(SamlRequest)) == 0  # nothing started yet
     assert browser.post(sso.login_path, base_url="https://localhost").status_code == 400  # no CSRF token: refused
@@ -391,6 +388,65 @@ def test_same_assertion_id_accepted_once(app, sso, make_user):
     html = refusal(sso.post(two, sso.response(b.request_id, "ada@acme.test", assertion_id="_fixed"),
                             b.relay_state))
     assert "already used" in html and last_log(sso.workspace.id).error_code == "replay"
+
+
+# --- what a refusal uses up ------------------------------------------------------------------
+
+def stored_and_remembered() -> tuple[list[str], list[str]]:
+    """The stored requests' ids, and the assertion ids in the replay cache."""
+    return (sorted(db.session.scalars(select(SamlRequest.request_id))),
+            sorted(db.session.scalars(select(SamlReplay.assertion_id))))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("spoiled", ["signature", "in_response_to"])
+def test_a_response_refused_before_it_proved_valid_uses_nothing_up(app, sso, make_user, spoiled):
+    """On PostgreSQL the sign-in's first statement claims the request and the assertion's id before
+    validation; a refusal gives both back. The genuine response then still signs in."""
+    make_user(sso.workspace, "ada@acme.test")
+    make_user(sso.workspace, "admin2@acme.test", role="admin")
+    client = app.test_client()
+    started, other = sso.start(client), sso.start(app.test_client())
+    spoilt = sso.response(other.request_id if spoiled == "in_response_to" else started.request_id,
+                          "ada@acme.test", assertion_id="_spoilt")
+    if spoiled == "signature":
+        spoilt.find(".//saml:NameID", NS).text = "admin2@acme.test"  # whose row the claim locked
+    refusal(sso.post(client, spoilt, started.relay_state))
+    assert last_log(sso.workspace.id).error_code == {"signature": "signature_invalid",
+                                                      "in_response_to": "in_response_to_mismatch"}[spoiled]
+    assert stored_and_remembered() == (sorted([started.request_id, other.request_id]), [])
+    genuine = sso.response(started.request_id, "ada@acme.test", assertion_id="_spoilt")
+    assert sso.post(client, genuine, started.relay_state).status_code == 303
+    assert signed_in_email(client) == "ada@acme.test"
+    assert stored_and_remembered() == ([other.request_id], ["_spoilt"])
+
+
+@pytest.mark.postgres
+def test_a_refusal_after_validation_uses_the_request_and_the_assertion_up(client, sso, make_user):
+    make_user(sso.workspace, "ada@acme.test", status="deactivated")
+    started = sso.start(client)
+    refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test", assertion_id="_used"),
+                     started.relay_state), 403)
+    assert last_log(sso.workspace.id).error_code == "user_deactivated"
+    assert stored_and_remembered() == ([], ["_used"])
+
+
+@pytest.mark.postgres
+def test_a_claim_for_another_assertion_than_the_validated_one_is_refused(db_backend, client, sso, make_user,
+                                                                         monkeypatch):
+    """The id claimed before validation is read from the response as posted; python3-saml accepts
+    a response with one assertion only, so the validated one has the same id. Should they ever
+    differ, the sign-in is refused and nothing is used up."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite claims nothing before validation")
+    from app.sso import checks
+    summarize = checks.summarize
+    monkeypatch.setattr(checks, "summarize", lambda document: {**summarize(document), "assertion_id": "_another"})
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
+    assert signed_in_email(client) is None and last_log(sso.workspace.id).error_code == "invalid_response"
+    assert stored_and_remembered() == ([started.request_id], [])
 
 
 # --- XML attacks ------------------------------------------------------------------------------
@@ -681,12 +737,82 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
     assert client.post("/settings/security/sso/disable", data={"csrf_token": token}).status_code == 303
 
 
+class OtherRequestFirst:
+    """Another request that gets to a row just before the sign-in's statement containing `marker`
+    does, and commits only while that statement waits for it: a real race on PostgreSQL (on
+    SQLite writers are serialized). `waited` says whether ours returned only after that commit."""
+
+    def __init__(self, marker: str, work):
+        self.marker, self.work, self.other, self.waited = marker, work, None, None
+        self.committed = threading.Event()
+
+    def __enter__(self):
+        event.listen(db.engine, "before_cursor_execute", self._before)
+        event.listen(db.engine, "after_cursor_execute", self._after)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(db.engine, "before_cursor_execute", self._before)
+        event.remove(db.engine, "after_cursor_execute", self._after)
+        assert self.committed.wait(5), "the other request never committed"
+
+    def _before(self, conn, cursor, statement, parameters, context, executemany):
+        if self.marker in statement and self.other is None:
+            self.other = db.engine.connect()
+            self.work(self.other)  # not committed yet: it holds its rows
+            threading.Timer(0.3, self._commit).start()
+
+    def _commit(self):
+        self.other.commit()
+        self.other.close()
+        self.committed.set()
+
+    def _after(self, conn, cursor, statement, parameters, context, executemany):
+        if self.marker in statement and self.waited is None and conn is not self.other:
+            self.waited = self.committed.is_set()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("winner_consumed_the_request", [False, True], ids=["replay-row", "double-post"])
-def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user, winner_consumed_the_request):
-    """The other request commits the same assertion between our validation and our insert. As a
-    browser double-submitting the IdP's auto-post form does, it may have consumed the stored
-    request too: the refusal must not need that row back (it was a 500)."""
+def test_same_assertion_posted_twice_at_once_one_is_refused(db_backend, app, sso, make_user,
+                                                            winner_consumed_the_request):
+    """Another POST of the same response has remembered the assertion and, as a browser
+    double-submitting the IdP's auto-post form does, may have consumed the stored request too.
+    PostgreSQL: it commits while the sign-in's claiming statement waits for it; ours then finds
+    the id remembered (a replay) or the request gone. SQLite: it commits between our validation
+    and our insert; the refusal must not need the request's row back (it was a 500)."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes the two sign-ins: see the test below")
+    make_user(sso.workspace, "ada@acme.test")
+    client = app.test_client()
+    started = sso.start(client)
+    root = sso.response(started.request_id, "ada@acme.test", assertion_id="_twice")
+
+    def other_post(other):
+        other.execute(SamlReplay.__table__.insert().values(
+            workspace_id=sso.workspace.id, issuer=sso.idp.entity_id, assertion_id="_twice",
+            expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)))
+        if winner_consumed_the_request:
+            other.execute(SamlRequest.__table__.delete().where(
+                SamlRequest.__table__.c.request_id == started.request_id))
+
+    with OtherRequestFirst("INSERT INTO saml_replay", other_post) as race:
+        html = refusal(sso.post(client, root, started.relay_state))
+    assert race.waited and signed_in_email(client) is None
+    if winner_consumed_the_request:
+        assert last_log(sso.workspace.id).error_code == "request_unknown" and "Start again" in html
+    else:
+        assert last_log(sso.workspace.id).error_code == "replay" and "already used" in html
+        # Refused as a replay, it used nothing up: the request is still there, as it was.
+        assert db.session.scalar(select(SamlRequest.request_id)) == started.request_id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("winner_consumed_the_request", [False, True], ids=["replay-row", "double-post"])
+def test_same_assertion_committed_between_validation_and_insert_on_sqlite(
+        db_backend, app, sso, make_user, winner_consumed_the_request):
+    if db_backend == "postgresql":
+        pytest.skip("PostgreSQL claims before validation: see the test above")
     make_user(sso.workspace, "ada@acme.test")
     client = app.test_client()
     started = sso.start(client)
@@ -694,7 +820,6 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user,
     winner = []
 
     def other_request_commits_first(conn, cursor, statement, parameters, context, executemany):
-        # (On PostgreSQL the insert and the request's deletion are one statement, WITH ... INSERT.)
         if "INSERT INTO SAML_REPLAY" in statement.upper() and not winner:
             ours = context.compiled_parameters[0]  # our row, committed by the other request
             winner.append({column.name: ours[column.name] for column in SamlReplay.__table__.columns
@@ -717,29 +842,22 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(app, sso, make_user,
 
 @pytest.mark.postgres
 def test_a_request_consumed_by_another_post_meanwhile_is_refused(db_backend, app, sso, make_user):
-    """Two different valid responses to one request: the other POST consumes it between our
-    look-up and our delete. (On SQLite writers are serialized: PostgreSQL only.)"""
+    """Two different valid responses to one request: the other POST has deleted the request and
+    commits while our claiming statement waits for that row; ours then finds it gone."""
     if db_backend == "sqlite":
         pytest.skip("SQLite serializes the two sign-ins; the race needs concurrent writers")
     make_user(sso.workspace, "ada@acme.test")
     client = app.test_client()
     started = sso.start(client)
-    consumed = []
 
-    def other_post_consumes_it_first(conn, cursor, statement, parameters, context, executemany):
-        if "DELETE FROM SAML_REQUEST" in statement.upper() and not consumed:
-            consumed.append(True)
-            with db.engine.begin() as other:
-                other.execute(SamlRequest.__table__.delete().where(
-                    SamlRequest.__table__.c.request_id == started.request_id))
+    def other_post(other):
+        other.execute(SamlRequest.__table__.delete().where(SamlRequest.__table__.c.request_id == started.request_id))
 
-    event.listen(db.engine, "before_cursor_execute", other_post_consumes_it_first)
-    try:
+    with OtherRequestFirst("DELETE FROM saml_request", other_post) as race:
         html = refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
-    finally:
-        event.remove(db.engine, "before_cursor_execute", other_post_consumes_it_first)
-    assert consumed and signed_in_email(client) is None
+    assert race.waited and signed_in_email(client) is None
     assert last_log(sso.workspace.id).error_code == "request_unknown" and "Start again" in html
+    assert db.session.scalar(select(func.count()).select_from(SamlReplay)) == 0
 
 
 @pytest.mark.postgres
