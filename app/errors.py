@@ -9,6 +9,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from app.extensions import db
 from app.htmx import is_background_poll, wants_fragment
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
+        # Nothing of a request that failed is kept; and after a failed statement PostgreSQL
+        # refuses every other one until a rollback, the page's own reads (the member's workspace).
+        try:
+            db.session.rollback()
+        except Exception:  # noqa: BLE001 - a lost connection: the page reads nothing it hasn't loaded
+            log.exception("rollback after the error failed")
         return render_error(500)
 
 

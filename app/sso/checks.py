@@ -168,7 +168,7 @@ def check_time_window(summary: dict, skew_seconds: int) -> None:
     if not_before is not None and not_before > now + skew:
         raise refused("the assertion is not valid yet (NotBefore)")
     for limit in (not_after, scd_after):
-        if limit is not None and limit + skew <= now:
+        if limit is not None and limit <= now - skew:  # (a limit in the year 9999 is valid XML: no limit + skew)
             raise refused("the assertion has expired (NotOnOrAfter)")
 
 

@@ -10,8 +10,13 @@ which claims as it reads:
 - it inserts the assertion's id into the replay cache (`ON CONFLICT DO NOTHING`), unless
   the request has expired: an id used before, or being used by a transaction not yet
   committed (which it waits for), is not inserted, and the sign-in is refused as a replay;
-- it reads and locks (`FOR SHARE`) the member the NameID names, so that from here to the
-  commit no deactivation or deletion lands between the check and the session.
+- it reads and locks (`FOR NO KEY UPDATE`) the member the NameID names, so that from here to
+  the commit no deactivation or deletion lands between the check and the session. Not `FOR
+  SHARE`: two sign-ins of one member at once (two tabs) would each hold it and each then
+  update the row (the last sign-in), a deadlock; this way the second waits for the first.
+  The lock is taken on the NameID as posted, before validation: a forged response holds
+  its member's row for as long as one validation takes (its size is capped, the ACS is
+  rate limited); another writer of that row waits that long, and nothing else happens.
 
 Nothing is decided on what it claimed until python3-saml has validated the response:
 the checks run in the same order as on SQLite, and every refusal before or during
@@ -46,6 +51,7 @@ from app.sso.errors import SamlError, SamlErrorCode as E
 from app.sso.sp import clock_skew
 
 REQUEST_TTL = dt.timedelta(minutes=10)
+REPLAY_KEPT_AT_MOST = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,8 @@ _REQUEST_CONNECTION_AND_MEMBER = (
     .join(SsoConnection, SsoConnection.id == SamlRequest.connection_pk)
     .outerjoin(User, policy.IS_AUTHORIZED_MEMBER_OF_CONNECTION)
     .options(lazyload(User.workspace))  # a sign-in never reads it: no join for it
-    .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash")))
+    .where(SamlRequest.relay_state_hash == bindparam("relay_state_hash"))
+    .execution_options(populate_existing=True))
 CONSUME_REQUEST = delete(_requests).where(_requests.c.id == bindparam("request_pk"))
 _REMEMBER_ASSERTION = insert(_replays)
 _MEMBER_STATUS = select(_users.c.status).where(_users.c.id == bindparam("member_pk"))
@@ -107,14 +114,17 @@ _remembered = (
     .cte("remembered"))
 _member_now = (select(_users).select_from(_consumed_with_connection)
                .join(_users, policy.IS_AUTHORIZED_MEMBER_OF_CONNECTION)
-               .with_for_update(read=True, of=_users)
+               .with_for_update(key_share=True, of=_users)  # FOR NO KEY UPDATE (see the module docstring)
                .cte("member_now"))
 _ConsumedRequest, _LockedMember = aliased(SamlRequest, _consumed), aliased(User, _member_now)
 _CLAIM = (select(_ConsumedRequest, SsoConnection, _LockedMember,
                  select(_remembered.c.assertion_id).scalar_subquery())
           .join(SsoConnection, SsoConnection.id == _ConsumedRequest.connection_pk)
           .outerjoin(_LockedMember, true())
-          .options(lazyload(_LockedMember.workspace)))
+          .options(lazyload(_LockedMember.workspace))
+          # The rows as read now, even for a member this request has loaded already (a browser
+          # that is signed in: app.auth.sessions loads them before the view).
+          .execution_options(populate_existing=True))
 
 
 def redeem(relay_state: str | None, claimed_email: str | None, summary: dict, now: dt.datetime) -> Redeemed | None:
@@ -207,7 +217,12 @@ def _consume(req: SamlRequest) -> bool:
 
 
 def _replay_expiry(summary: dict) -> dt.datetime:
-    """How long the replay cache keeps an assertion's id: until it could no longer be valid."""
+    """How long the replay cache keeps an assertion's id: until it could no longer be valid, but
+    no more than a day. (The values are the response's as posted, on PostgreSQL before validation:
+    year 9999 is valid XML. A response must also answer a stored request, which lives ten minutes
+    and is used once: the cache is the second line.)"""
+    now = utcnow()
     limits = [t for t in (checks.parse_time(summary["not_on_or_after"]),
                           checks.parse_time(summary["scd_not_on_or_after"])) if t]
-    return (max(limits) if limits else utcnow() + REQUEST_TTL) + dt.timedelta(seconds=clock_skew())
+    until = min(max(limits), now + REPLAY_KEPT_AT_MOST) if limits else now + REQUEST_TTL
+    return until + dt.timedelta(seconds=clock_skew())

@@ -65,6 +65,27 @@ def test_an_unexpected_error_is_a_500_page_not_a_traceback(app, client):
     assert "Something went wrong" in body and "secret internals" not in body
 
 
+@pytest.mark.postgres
+def test_a_database_error_is_a_500_page_too(app, client, admin):
+    """After a failed statement PostgreSQL refuses every other one in the transaction, until a
+    rollback: the error page, which may load the signed-in member's workspace, gets one first.
+    (A failure inside a commit's psycopg pipeline, app/deferred_writes.py, leaves it so.)"""
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    @app.get("/boom-in-the-database")
+    def boom_in_the_database():
+        from flask_login import current_user
+        db.session.expunge(current_user.workspace)  # the page's header shows its name: loaded there
+        db.session.expire(current_user, ["workspace"])
+        db.session.connection().connection.driver_connection.execute("SELECT 1 / 0")
+
+    sign_in(client, admin.email)
+    response = client.get("/boom-in-the-database")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "Something went wrong" in body and "Acme" in body and "division by zero" not in body
+
+
 def test_health_and_readiness(app, client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").get_json() == {"database": "ok", "redis": "ok"}

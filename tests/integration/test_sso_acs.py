@@ -6,11 +6,12 @@ import base64
 import copy
 import datetime as dt
 import threading
+import time
 from html import unescape
 
 import pytest
 from lxml import etree
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text
 
 from app.extensions import db
 from app.models import AuditEvent, SamlLoginLog, SamlReplay, SamlRequest, User
@@ -84,7 +85,7 @@ def test_what_a_sign_in_sends_before_its_commit(db_backend, app, sso, make_user)
         [claim] = sent  # the commit's own statement goes to the driver directly, with the COMMIT
         assert claim.startswith("WITH consumed AS (DELETE FROM saml_request WHERE saml_request.relay_state_hash")
         assert "remembered AS (INSERT INTO saml_replay" in claim and "ON CONFLICT DO NOTHING" in claim
-        assert "member_now AS (SELECT" in claim and "FOR SHARE OF user" in claim
+        assert "member_now AS (SELECT" in claim and "FOR NO KEY UPDATE OF user" in claim
         assert "JOIN workspace" not in claim  # a sign-in never reads the member's workspace
     else:
         read, *writes = sent
@@ -152,9 +153,9 @@ def change_member_during_validation(monkeypatch, member_id: int, values: dict | 
 @pytest.mark.parametrize("status", ["active", "invited"])
 def test_a_member_deactivated_while_their_response_is_validated(db_backend, app, sso, make_user, monkeypatch,
                                                                 status):
-    """PostgreSQL: the sign-in's first statement locked the member's row, so the deactivation waits
-    for the sign-in's commit (and then ends that session with the others). SQLite: the member was
-    read before validation and is read again after the sign-in's first write, so it is refused."""
+    """PostgreSQL: the sign-in's first statement locked the member's row, so the deactivation has to
+    wait for the sign-in's commit (here it gives up after 300 ms). SQLite: the member was read before
+    validation and is read again after the sign-in's first write, so the sign-in is refused."""
     member_id, client, started, posted = a_sign_in_under_way(app, sso, make_user, status)
     outcome = change_member_during_validation(monkeypatch, member_id, {"status": "deactivated"})
     response = sso.post(client, posted, started.relay_state)
@@ -410,7 +411,7 @@ def test_a_response_refused_before_it_proved_valid_uses_nothing_up(app, sso, mak
     spoilt = sso.response(other.request_id if spoiled == "in_response_to" else started.request_id,
                           "ada@acme.test", assertion_id="_spoilt")
     if spoiled == "signature":
-        spoilt.find(".//saml:NameID", NS).text = "admin2@acme.test"  # whose row the claim locked
+        spoilt.find(".//saml:NameID", NS).text = "admin2@acme.test"  # whose row the claim reads and locks
     refusal(sso.post(client, spoilt, started.relay_state))
     assert last_log(sso.workspace.id).error_code == {"signature": "signature_invalid",
                                                       "in_response_to": "in_response_to_mismatch"}[spoiled]
@@ -447,6 +448,87 @@ def test_a_claim_for_another_assertion_than_the_validated_one_is_refused(db_back
     refusal(sso.post(client, sso.response(started.request_id, "ada@acme.test"), started.relay_state))
     assert signed_in_email(client) is None and last_log(sso.workspace.id).error_code == "invalid_response"
     assert stored_and_remembered() == ([started.request_id], [])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "forged"])
+def test_a_response_valid_until_the_year_9999(app, client, sso, make_user, signed):
+    """The replay cache keeps an id until the assertion's NotOnOrAfter, at most a day; that date is
+    the response's as posted (on PostgreSQL read before validation), so no date may break it."""
+    make_user(sso.workspace, "ada@acme.test")
+    started = sso.start(client)
+    now = dt.datetime.now(dt.timezone.utc)
+    last_second = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+    response = sso.post(client, sso.response(started.request_id, "ada@acme.test", assertion_id="_long",
+                                             lifetime=int((last_second - now).total_seconds()),
+                                             session_not_on_or_after=last_second, sign_assertion=signed),
+                        started.relay_state)
+    if not signed:
+        refusal(response)
+        assert stored_and_remembered() == ([started.request_id], [])
+        return
+    assert response.status_code == 303 and signed_in_email(client) == "ada@acme.test"
+    kept_until = db.session.scalar(select(SamlReplay.expires_at).where(SamlReplay.assertion_id == "_long"))
+    skew = dt.timedelta(seconds=app.config.get("SAML_CLOCK_SKEW_SECONDS", 120))
+    assert kept_until.replace(tzinfo=dt.timezone.utc) <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1) + skew
+
+
+@pytest.mark.postgres
+def test_a_signed_in_member_deactivated_meanwhile_who_signs_in_again_is_refused(app, sso, make_user, monkeypatch):
+    """In a browser that is signed in already, the request loads the member before the ACS runs
+    (app.auth.sessions); the sign-in still decides on the member as they are now."""
+    from app.sso import checks
+    member_id = make_user(sso.workspace, "ada@acme.test").id
+    client = app.test_client()
+    assert sso.sign_in(client, "ada@acme.test").status_code == 303
+    started = sso.start(client)
+    posted = sso.response(started.request_id, "ada@acme.test")
+    summarize = checks.summarize
+
+    def deactivated_elsewhere_first(document):  # after the request loaded her, before the sign-in reads her
+        with db.engine.begin() as other:
+            other.execute(User.__table__.update().where(User.__table__.c.id == member_id).values(status="deactivated"))
+        return summarize(document)
+
+    monkeypatch.setattr(checks, "summarize", deactivated_elsewhere_first)
+    assert "deactivated" in refusal(sso.post(client, posted, started.relay_state), 403)
+    assert last_log(sso.workspace.id).error_code == "user_deactivated"
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+        AuditEvent.action == "auth.signed_in")) == 1  # the first sign-in's only
+
+
+@pytest.mark.postgres
+def test_two_sign_ins_of_one_member_at_once_both_succeed(db_backend, app, sso, make_user):
+    """Two tabs: the second sign-in's statement waits for the first's commit on the member's row,
+    where both would otherwise hold it and both update it (the last sign-in): a deadlock."""
+    if db_backend == "sqlite":
+        pytest.skip("SQLite serializes the two sign-ins")
+    member_id = make_user(sso.workspace, "ada@acme.test").id
+    first, second = app.test_client(), app.test_client()
+    one, two = sso.start(first), sso.start(second)
+    posted_one, posted_two = (encode(sso.response(one.request_id, "ada@acme.test")),
+                              encode(sso.response(two.request_id, "ada@acme.test")))
+    responses, waiting = {}, []
+    engine = db.engine
+    other_tab = threading.Thread(target=lambda: responses.setdefault("second", sso.post(second, posted_two,
+                                                                                         two.relay_state)))
+
+    def second_tab_while_the_first_holds_the_row(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("WITH consumed") and not other_tab.is_alive() and "second" not in responses:
+            other_tab.start()
+            waiting.append(a_sign_in_waits_for_a_lock(engine))
+
+    event.listen(engine, "after_cursor_execute", second_tab_while_the_first_holds_the_row)
+    try:
+        responses["first"] = sso.post(first, posted_one, one.relay_state)
+        other_tab.join(10)
+    finally:
+        event.remove(engine, "after_cursor_execute", second_tab_while_the_first_holds_the_row)
+    assert waiting == [True]
+    assert responses["first"].status_code == 303 and responses["second"].status_code == 303
+    assert signed_in_email(first) == signed_in_email(second) == "ada@acme.test"
+    assert db.session.get(User, member_id).last_login_at is not None
+    assert [entry.outcome for entry in db.session.scalars(select(SamlLoginLog))] == ["success", "success"]
 
 
 # --- XML attacks ------------------------------------------------------------------------------
@@ -737,10 +819,24 @@ def test_acs_is_csrf_exempt_but_the_settings_are_not(app, sso, admin):
     assert client.post("/settings/security/sso/disable", data={"csrf_token": token}).status_code == 303
 
 
+def a_sign_in_waits_for_a_lock(engine, within: float = 10.0) -> bool:
+    """PostgreSQL: is a sign-in's statement (the claim: app/sso/redemption.py) seen waiting for a
+    lock within `within` seconds?"""
+    deadline = time.monotonic() + within
+    with engine.connect() as observer:
+        while time.monotonic() < deadline:
+            if observer.scalar(text("SELECT count(*) FROM pg_stat_activity "
+                                    "WHERE wait_event_type = 'Lock' AND query LIKE 'WITH consumed AS%'")):
+                return True
+            observer.rollback()  # a fresh snapshot of the activity view each time
+            time.sleep(0.01)
+    return False
+
+
 class OtherRequestFirst:
     """Another request that gets to a row just before the sign-in's statement containing `marker`
-    does, and commits only while that statement waits for it: a real race on PostgreSQL (on
-    SQLite writers are serialized). `waited` says whether ours returned only after that commit."""
+    does, and commits only once that statement waits for it: a real race on PostgreSQL (on SQLite
+    writers are serialized). `waited` says whether ours was seen waiting for a lock."""
 
     def __init__(self, marker: str, work):
         self.marker, self.work, self.other, self.waited = marker, work, None, None
@@ -748,28 +844,26 @@ class OtherRequestFirst:
 
     def __enter__(self):
         event.listen(db.engine, "before_cursor_execute", self._before)
-        event.listen(db.engine, "after_cursor_execute", self._after)
         return self
 
     def __exit__(self, *exc):
         event.remove(db.engine, "before_cursor_execute", self._before)
-        event.remove(db.engine, "after_cursor_execute", self._after)
         assert self.committed.wait(5), "the other request never committed"
 
     def _before(self, conn, cursor, statement, parameters, context, executemany):
         if self.marker in statement and self.other is None:
-            self.other = db.engine.connect()
+            self.engine = db.engine  # for the timer's thread, which has no app context
+            self.other = self.engine.connect()
             self.work(self.other)  # not committed yet: it holds its rows
-            threading.Timer(0.3, self._commit).start()
+            threading.Thread(target=self._commit).start()
 
     def _commit(self):
-        self.other.commit()
-        self.other.close()
-        self.committed.set()
-
-    def _after(self, conn, cursor, statement, parameters, context, executemany):
-        if self.marker in statement and self.waited is None and conn is not self.other:
-            self.waited = self.committed.is_set()
+        try:
+            self.waited = a_sign_in_waits_for_a_lock(self.engine)
+        finally:
+            self.other.commit()
+            self.other.close()
+            self.committed.set()
 
 
 @pytest.mark.postgres
