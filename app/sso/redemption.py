@@ -138,8 +138,9 @@ def redeem(relay_state: str | None, claimed_email: str | None, summary: dict, no
     claiming = db.session.get_bind().dialect.name == "postgresql"
     if claiming:
         assertion_id = summary["assertion_id"][:256] if summary["assertion_id"] else None
-        parameters |= {"assertion_id": assertion_id, "issuer": (summary["issuer"] or None) and summary["issuer"][:1024],
-                       "replay_expires_at": _replay_expiry(summary), "now": now}
+        issuer = summary["issuer"][:1024] if summary["issuer"] else None  # None: the connection's entity id
+        parameters |= {"assertion_id": assertion_id, "issuer": issuer, "replay_expires_at": _replay_expiry(summary),
+                       "now": now}
         row = db.session.execute(_CLAIM, parameters).first()
     else:
         row = db.session.execute(_REQUEST_CONNECTION_AND_MEMBER, parameters).first()
