@@ -901,12 +901,10 @@ def test_same_assertion_posted_twice_at_once_one_is_refused(db_backend, app, sso
         assert db.session.scalar(select(SamlRequest.request_id)) == started.request_id
 
 
-@pytest.mark.postgres
 @pytest.mark.parametrize("winner_consumed_the_request", [False, True], ids=["replay-row", "double-post"])
-def test_same_assertion_committed_between_validation_and_insert_on_sqlite(
-        db_backend, app, sso, make_user, winner_consumed_the_request):
-    if db_backend == "postgresql":
-        pytest.skip("PostgreSQL claims before validation: see the test above")
+def test_same_assertion_committed_between_validation_and_insert_on_sqlite(app, sso, make_user,
+                                                                           winner_consumed_the_request):
+    """SQLite only (PostgreSQL claims before validation: see the test above)."""
     make_user(sso.workspace, "ada@acme.test")
     client = app.test_client()
     started = sso.start(client)
